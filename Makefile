@@ -1,0 +1,37 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both install into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-install when the package metadata or the bootstrap script change.
+STAMP := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: demo test lint bench install install-dev clean
+
+$(STAMP): pyproject.toml tools/bootstrap.sh
+	bash tools/bootstrap.sh $(VENV)
+	touch $@
+
+$(STAMP_DEV): pyproject.toml tools/bootstrap.sh
+	bash tools/bootstrap.sh $(VENV) dev
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-dev: $(STAMP_DEV)
+
+demo: $(STAMP)
+	$(VENV)/bin/maskrcnn --help
+
+test: $(STAMP_DEV)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/ops.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

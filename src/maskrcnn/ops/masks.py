@@ -1,0 +1,210 @@
+"""Instance masks: polygons and RLE (through pycocotools), boxes of masks, pasting RoI masks into images.
+
+Shapes: a mask is ``uint8 [H, W]`` with values 0/1; a stack is ``[N, H, W]``. RLE dicts are COCO's
+``{"size": [H, W], "counts": str}`` (compressed) or ``{"size": ..., "counts": [int, ...]}`` (uncompressed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as coco_mask
+from torch import Tensor
+
+__all__ = [
+    "expand_boxes",
+    "expand_masks",
+    "masks_to_boxes",
+    "paste_mask_in_image",
+    "paste_masks_in_image",
+    "polygons_to_mask",
+    "rle_area",
+    "rle_decode",
+    "rle_encode",
+]
+
+Polygon = Sequence[float]
+
+
+def polygons_to_mask(polygons: Sequence[Polygon], height: int, width: int) -> Tensor:
+    """Rasterise one instance given as one or several polygons (COCO's ``segmentation`` list).
+
+    Args:
+        polygons: parts of the instance, each a flat ``[x1, y1, x2, y2, ...]`` list of at least 3 points,
+            in pixel coordinates.
+        height: image height.
+        width: image width.
+
+    Returns:
+        ``uint8 [height, width]`` union of the parts, rasterised by pycocotools the way the COCO metrics
+        rasterise ground truth.
+    """
+    parts = [list(map(float, p)) for p in polygons]
+    for k, p in enumerate(parts):
+        if len(p) < 6 or len(p) % 2:
+            raise ValueError(
+                f"polygon part {k} has {len(p)} coordinates; "
+                "it needs an even number and at least 3 points (6 values)"
+            )
+    if not parts:
+        return torch.zeros((height, width), dtype=torch.uint8)
+    rles = coco_mask.frPyObjects(parts, height, width)
+    return torch.from_numpy(coco_mask.decode(coco_mask.merge(rles)).astype(np.uint8))
+
+
+def rle_encode(masks: Tensor) -> list[dict[str, Any]]:
+    """Compressed COCO RLE of each mask.
+
+    Args:
+        masks: ``[N, H, W]`` (or ``[H, W]``) binary masks, any dtype (nonzero = inside).
+
+    Returns:
+        ``N`` dicts ``{"size": [H, W], "counts": str}``, JSON-ready.
+    """
+    if masks.dim() == 2:
+        masks = masks[None]
+    array = np.asfortranarray(masks.detach().cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
+    rles = coco_mask.encode(array)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def _to_compressed(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    height, width = rle["size"]
+    if isinstance(counts, list):  # uncompressed: COCO "iscrowd" annotations are stored this way
+        return coco_mask.frPyObjects(rle, height, width)
+    if isinstance(counts, str):
+        return {"size": [height, width], "counts": counts.encode("ascii")}
+    return rle
+
+
+def rle_decode(rles: dict[str, Any] | Sequence[dict[str, Any]]) -> Tensor:
+    """Decode compressed or uncompressed COCO RLE.
+
+    Args:
+        rles: one RLE dict or a list of them (all the same size).
+
+    Returns:
+        ``uint8 [H, W]`` for one dict, ``uint8 [N, H, W]`` for a list.
+    """
+    if isinstance(rles, dict):
+        return torch.from_numpy(coco_mask.decode(_to_compressed(rles)).astype(np.uint8))
+    if len(rles) == 0:
+        raise ValueError("rle_decode: empty list (the image size is unknown)")
+    decoded = coco_mask.decode([_to_compressed(r) for r in rles])  # [H, W, N]
+    return torch.from_numpy(np.ascontiguousarray(decoded.transpose(2, 0, 1)).astype(np.uint8))
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Number of foreground pixels of an RLE."""
+    return int(coco_mask.area(_to_compressed(rle)))
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """Tight box of each mask, in pixel-edge coordinates.
+
+    A mask covering pixel columns ``x0..x1`` and rows ``y0..y1`` gets the box
+    ``(x0, y0, x1 + 1, y1 + 1)``: pixel ``i`` spans ``[i, i + 1)``, so the box has the mask's true extent and
+    a one-pixel object has a 1x1 box (this is COCO's ``bbox`` as xyxy; torchvision's function of the same
+    name returns ``(x0, y0, x1, y1)`` instead). Empty masks get ``(0, 0, 0, 0)``.
+
+    Args:
+        masks: ``[N, H, W]`` masks (nonzero = inside).
+
+    Returns:
+        ``float32 [N, 4]`` xyxy boxes.
+    """
+    n = masks.shape[0]
+    if n == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    inside = masks != 0
+    rows = inside.any(dim=2)  # [N, H]
+    cols = inside.any(dim=1)  # [N, W]
+    h, w = masks.shape[-2:]
+    y_idx = torch.arange(h, device=masks.device)
+    x_idx = torch.arange(w, device=masks.device)
+    y0 = torch.where(rows, y_idx, h).min(dim=1).values
+    y1 = torch.where(rows, y_idx, -1).max(dim=1).values + 1
+    x0 = torch.where(cols, x_idx, w).min(dim=1).values
+    x1 = torch.where(cols, x_idx, -1).max(dim=1).values + 1
+    boxes = torch.stack((x0, y0, x1, y1), dim=1).float()
+    return torch.where(rows.any(dim=1)[:, None], boxes, 0.0)
+
+
+def expand_masks(masks: Tensor, padding: int) -> tuple[Tensor, float]:
+    """Pad ``[N, 1, M, M]`` masks with ``padding`` zeros per side; returns them and the size ratio."""
+    m = masks.shape[-1]
+    scale = float(m + 2 * padding) / m
+    return F.pad(masks, (padding,) * 4), scale
+
+
+def expand_boxes(boxes: Tensor, scale: float) -> Tensor:
+    """Scale ``[N, 4]`` xyxy boxes about their centres by ``scale``."""
+    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5
+    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5
+    x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    w_half = w_half * scale
+    h_half = h_half * scale
+    return torch.stack((x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half), dim=1)
+
+
+def _paste_region(mask: Tensor, box: Sequence[int], im_h: int, im_w: int) -> tuple[Tensor, slice, slice]:
+    """Resize one ``[M, M]`` mask to its integer box and return the part inside the image and where."""
+    x0, y0, x1, y1 = box
+    # Integer boxes are inclusive of their last pixel, hence the +1, as in the reference implementations.
+    w = max(x1 - x0 + 1, 1)
+    h = max(y1 - y0 + 1, 1)
+    resized = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    ix0, ix1 = max(x0, 0), min(x1 + 1, im_w)
+    iy0, iy1 = max(y0, 0), min(y1 + 1, im_h)
+    crop = resized[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+    return crop, slice(iy0, iy1), slice(ix0, ix1)
+
+
+def paste_mask_in_image(mask: Tensor, box: Sequence[int], im_h: int, im_w: int) -> Tensor:
+    """Paste one ``[M, M]`` mask into an ``[im_h, im_w]`` image at the integer xyxy ``box``."""
+    out = mask.new_zeros((im_h, im_w))
+    crop, ys, xs = _paste_region(mask, box, im_h, im_w)
+    if crop.numel():
+        out[ys, xs] = crop
+    return out
+
+
+def paste_masks_in_image(
+    masks: Tensor, boxes: Tensor, img_shape: tuple[int, int], padding: int = 1
+) -> Tensor:
+    """Paste RoI mask probabilities into full-image masks (torchvision's ``paste_masks_in_image``).
+
+    Each ``M x M`` mask is padded by ``padding`` pixels and its box grown by the same ratio (so the
+    bilinear resize does not smear the mask's border), the box is truncated to integers, the mask resized
+    bilinearly to the box and written into a zero image. Only the box region is resized and written:
+    the cost grows with the boxes' area, plus one zero-filled output.
+
+    Args:
+        masks: ``[N, 1, M, M]`` mask probabilities.
+        boxes: ``[N, 4]`` xyxy boxes in image pixels.
+        img_shape: ``(H, W)`` of the output.
+        padding: pixels of zero padding around each mask.
+
+    Returns:
+        ``[N, 1, H, W]`` masks in ``masks``' dtype and device.
+    """
+    im_h, im_w = int(img_shape[0]), int(img_shape[1])
+    n = masks.shape[0]
+    out = masks.new_zeros((n, 1, im_h, im_w))
+    if n == 0:
+        return out
+    padded, scale = expand_masks(masks, padding)
+    int_boxes = expand_boxes(boxes, scale).to(torch.int64).tolist()
+    for i, box in enumerate(int_boxes):
+        crop, ys, xs = _paste_region(padded[i, 0], box, im_h, im_w)
+        if crop.numel():
+            out[i, 0, ys, xs] = crop
+    return out
