@@ -27,7 +27,8 @@ class AnchorGenerator(nn.Module):
     Args:
         sizes: per level, the anchor sizes in pixels (e.g. ``((32,), (64,), (128,), (256,), (512,))`` for
             FPN); a flat tuple means one size per level.
-        aspect_ratios: per level, the height/width ratios; a flat tuple is used for every level.
+        aspect_ratios: per level, the height/width ratios; a flat tuple, or a single level, is used for
+            every level.
     """
 
     def __init__(
@@ -39,7 +40,9 @@ class AnchorGenerator(nn.Module):
         if not isinstance(sizes[0], (list, tuple)):
             sizes = tuple((s,) for s in sizes)  # type: ignore[union-attr]
         if not isinstance(aspect_ratios[0], (list, tuple)):
-            aspect_ratios = (aspect_ratios,) * len(sizes)  # type: ignore[assignment]
+            aspect_ratios = (aspect_ratios,)  # type: ignore[assignment]
+        if len(aspect_ratios) == 1:
+            aspect_ratios = tuple(aspect_ratios) * len(sizes)  # type: ignore[assignment]
         if len(sizes) != len(aspect_ratios):
             raise ValueError(
                 f"AnchorGenerator: {len(sizes)} levels of sizes but {len(aspect_ratios)} of aspect ratios"

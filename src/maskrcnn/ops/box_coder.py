@@ -96,8 +96,9 @@ class BoxCoder:
         """
         concat_boxes = torch.cat(list(boxes)) if len(boxes) else rel_codes.new_zeros((0, 4))
         total = concat_boxes.shape[0]
-        pred = self.decode_single(rel_codes.reshape(total, -1), concat_boxes)
-        return pred.reshape(total, -1, 4)
+        codes_per_box = rel_codes.numel() // total if total else rel_codes.shape[-1]
+        pred = self.decode_single(rel_codes.reshape(total, codes_per_box), concat_boxes)
+        return pred.reshape(total, codes_per_box // 4, 4)
 
     def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
         """Apply deltas to reference boxes.

@@ -10,7 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from maskrcnn.ops.boxes import box_area
-from maskrcnn.ops.roi_align import _pair, convert_boxes_to_roi_format, pool_rois_from_table
+from maskrcnn.ops.roi_align import (
+    _pair,
+    convert_boxes_to_roi_format,
+    feature_table,
+    pool_rois_from_table,
+    to_input_layout,
+)
 
 __all__ = ["LevelMapper", "MultiScaleRoIAlign", "infer_scale"]
 
@@ -126,7 +132,7 @@ class MultiScaleRoIAlign(nn.Module):
             image_shapes: per image, ``(height, width)`` before padding.
 
         Returns:
-            ``[sum L_i, C, PH, PW]``.
+            ``[sum L_i, C, PH, PW]``, channels-last in memory when the maps are.
         """
         missing = [name for name in self.featmap_names if name not in x]
         if missing:
@@ -155,22 +161,27 @@ class MultiScaleRoIAlign(nn.Module):
             )
             level = mapper(list(boxes)).to(device)
 
-        n, channels = first.shape[:2]
-        # One [sum_l N*H_l*W_l, C] table for all levels; level l starts at row level_start[l].
-        table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features])
-        sizes = [f.shape[-2] * f.shape[-1] for f in features]
-        level_start = torch.tensor([0] + [n * s for s in sizes[:-1]], device=device).cumsum(0)
-        heights = torch.tensor([f.shape[-2] for f in features], device=device)
-        widths = torch.tensor([f.shape[-1] for f in features], device=device)
+        # Pool level by level from each map's [N*H*W, C] table (a free view of channels-last maps, which
+        # the model produces; NCHW maps are transposed once), writing each level's rows into place.
         batch_index = rois[:, 0].to(torch.int64)
-        return pool_rois_from_table(
-            table,
-            rois[:, 1:],
-            row_offset=level_start[level] + batch_index * (heights * widths)[level],
-            height=heights[level],
-            width=widths[level],
-            spatial_scale=torch.tensor(scales, dtype=torch.float64, device=device)[level],
-            output_size=self.output_size,
-            sampling_ratio=self.sampling_ratio,
-            aligned=self.aligned,
-        )
+        ph, pw = self.output_size
+        out = first.new_zeros((rois.shape[0], ph, pw, first.shape[1]))
+        for lvl, (feature, scale) in enumerate(zip(features, scales, strict=True)):
+            idx = torch.where(level == lvl)[0]
+            if idx.numel() == 0:
+                continue
+            h, w = feature.shape[-2:]
+            k = idx.numel()
+            pooled = pool_rois_from_table(
+                feature_table(feature),
+                rois[idx, 1:],
+                row_offset=batch_index[idx] * (h * w),
+                height=torch.full((k,), h, dtype=torch.int64, device=device),
+                width=torch.full((k,), w, dtype=torch.int64, device=device),
+                spatial_scale=torch.full((k,), scale, dtype=torch.float64, device=device),
+                output_size=self.output_size,
+                sampling_ratio=self.sampling_ratio,
+                aligned=self.aligned,
+            )
+            out = pooled if k == rois.shape[0] else out.index_copy_(0, idx, pooled)
+        return to_input_layout(out, first)

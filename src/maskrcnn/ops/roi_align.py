@@ -29,9 +29,9 @@ from torch import Tensor
 
 __all__ = ["convert_boxes_to_roi_format", "roi_align"]
 
-# Most taps (index + weight pairs) built at once: ~4M taps is ~50 MB of indices and weights, whatever
+# Most taps (index + weight pairs) built at once: ~2M taps is ~25 MB of indices and weights, whatever
 # the RoI sizes. Larger inputs are processed in chunks of output rows.
-_MAX_TAPS_PER_CHUNK = 1 << 22
+_MAX_TAPS_PER_CHUNK = 1 << 21
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -104,13 +104,12 @@ def roi_align(
     rois = _check_rois(boxes)
     if input.dim() != 4:
         raise ValueError(f"roi_align: input must be [N, C, H, W], got shape {list(input.shape)}")
-    n, c, h, w = input.shape
-    # [N*H*W, C]: a free view when the map is channels-last, one copy otherwise.
-    table = input.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    h, w = input.shape[-2:]
+    table = feature_table(input)
     num_rois = rois.shape[0]
     dev = input.device
     batch_index = rois[:, 0].detach().to(device=dev, dtype=torch.int64)
-    return pool_rois_from_table(
+    pooled = pool_rois_from_table(
         table,
         rois[:, 1:].detach().to(dev),
         row_offset=batch_index * (h * w),
@@ -120,8 +119,30 @@ def roi_align(
         output_size=_pair(output_size),
         sampling_ratio=sampling_ratio,
         aligned=aligned,
-        channels_last=input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous(),
     )
+    return to_input_layout(pooled, input)
+
+
+def to_input_layout(pooled: Tensor, like: Tensor) -> Tensor:
+    """``[K, PH, PW, C]`` pooled rows as ``[K, C, PH, PW]``, in the memory format of the map ``like``.
+
+    Channels-last maps (the model's) get a free channels-last view; NCHW maps get an NCHW copy, as the
+    reference kernels return.
+    """
+    out = pooled.permute(0, 3, 1, 2)
+    channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+    return out if channels_last else out.contiguous()
+
+
+def feature_table(feature: Tensor) -> Tensor:
+    """View an ``[N, C, H, W]`` map as the ``[N * H * W, C]`` table of pixels that RoIAlign gathers from.
+
+    Free for a channels-last map (which the model produces); an NCHW map is converted to channels-last
+    first, the fastest of the transposing copies (a plain ``.contiguous()`` of the permuted view is
+    about half as fast).
+    """
+    n, c, h, w = feature.shape
+    return feature.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(n * h * w, c)
 
 
 def _axis_taps(coord: Tensor, size: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -151,6 +172,32 @@ def _axis_taps(coord: Tensor, size: Tensor) -> tuple[Tensor, Tensor, Tensor, Ten
     return low, high, w_low, w_high
 
 
+def _merged_axis_taps(coord: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
+    """Bilinear taps of all the samples of a bin along one axis, with repeated pixels merged.
+
+    When the samples of a bin are close together (small bins: FPN levels are chosen so that bins are
+    1-2 pixels), their low/high pixels overlap; merging them turns ``2 * G`` taps into about
+    ``bin size + 2``. When the samples are far apart (a large bin with a fixed sampling ratio), the
+    pixels between them are unused and the ``2 * G`` separate taps are returned instead.
+
+    Args:
+        coord: ``[R, P, G]`` sample coordinates (``G`` samples for each of ``P`` bins).
+        size: ``[R, 1, 1]`` length of the axis.
+
+    Returns:
+        ``(index, weight)``, each ``[R, P, T]`` with ``T <= 2 * G``: pixel indices and their weights.
+    """
+    low, high, w_low, w_high = _axis_taps(coord, size)
+    first = low.amin(dim=-1, keepdim=True)
+    taps = int((high.amax(dim=-1, keepdim=True) - first).max()) + 1
+    if taps >= 2 * coord.shape[-1]:
+        return torch.cat((low, high), dim=-1), torch.cat((w_low, w_high), dim=-1)
+    weight = coord.new_zeros((*coord.shape[:-1], taps))
+    weight.scatter_add_(-1, low - first, w_low).scatter_add_(-1, high - first, w_high)
+    index = torch.minimum(first + torch.arange(taps, device=coord.device), size - 1)
+    return index, weight
+
+
 def pool_rois_from_table(
     table: Tensor,
     rois: Tensor,
@@ -162,7 +209,6 @@ def pool_rois_from_table(
     output_size: tuple[int, int],
     sampling_ratio: int,
     aligned: bool,
-    channels_last: bool = False,
 ) -> Tensor:
     """RoIAlign of RoIs that may each read a different feature map stored in one table.
 
@@ -180,15 +226,15 @@ def pool_rois_from_table(
         output_size: ``(PH, PW)``.
         sampling_ratio: samples per bin per axis, or ``<= 0`` for adaptive.
         aligned: half-pixel shift (see :func:`roi_align`).
-        channels_last: return a channels-last tensor (a free view) instead of a contiguous one.
 
     Returns:
-        ``[K, C, PH, PW]`` pooled features in ``table``'s dtype.
+        ``[K, PH, PW, C]`` pooled features in ``table``'s dtype (channels last: ``permute(0, 3, 1, 2)``
+        gives the ``[K, C, PH, PW]`` result as a channels-last tensor).
     """
     ph, pw = output_size
     num_rois, channels = rois.shape[0], table.shape[1]
     if num_rois == 0:
-        return table.new_zeros((0, channels, ph, pw))
+        return table.new_zeros((0, ph, pw, channels))
     # Sample positions in at least float32 (float64 for float64 maps): half-precision coordinates would
     # put samples on the wrong pixels.
     coord_dtype = torch.float64 if table.dtype == torch.float64 else torch.float32
@@ -219,15 +265,34 @@ def pool_rois_from_table(
     for key in unique_keys.tolist():
         members = torch.arange(num_rois, device=rois.device) if single_group else torch.where(keys == key)[0]
         gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
-        # One "row" is one RoI's row of PW bins; chunk rows so a chunk holds at most _MAX_TAPS_PER_CHUNK.
-        taps_per_row = max(pw * 4 * gh * gw, 1)
-        rows_per_chunk = max(_MAX_TAPS_PER_CHUNK // taps_per_row, 1)
+        # One "row" is one RoI's row of PW bins; chunk rows so a chunk holds at most _MAX_TAPS_PER_CHUNK
+        # taps, and split the samples of a row when even one row is larger than that (huge RoIs with
+        # adaptive sampling): partial sums of a bin add up to the bin since weights include 1/count.
+        taps_per_sample_row = max(pw * 4 * gw, 1)
+        samples_per_chunk = max(min(gh, _MAX_TAPS_PER_CHUNK // taps_per_sample_row), 1)
+        rows_per_chunk = max(_MAX_TAPS_PER_CHUNK // (taps_per_sample_row * max(gh, 1)), 1)
         rows = (members[:, None] * ph + torch.arange(ph, device=rois.device)).reshape(-1)
         for start in range(0, rows.numel(), rows_per_chunk):
             chunk = rows[start : start + rows_per_chunk]
-            pieces.append(
-                _pool_rows(table, chunk, boxes, bin_h, bin_w, row_offset, height, width, ph, pw, gh, gw)
-            )
+            pooled = None
+            for iy0 in range(0, max(gh, 1), samples_per_chunk):
+                part = _pool_rows(
+                    table,
+                    chunk,
+                    boxes,
+                    bin_h,
+                    bin_w,
+                    row_offset,
+                    height,
+                    width,
+                    ph,
+                    pw,
+                    gh,
+                    gw,
+                    range(iy0, min(iy0 + samples_per_chunk, gh)),
+                )
+                pooled = part if pooled is None else pooled + part
+            pieces.append(pooled)
             piece_rows.append(chunk)
 
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # [K*PH*PW, C] in piece order
@@ -236,8 +301,7 @@ def pool_rois_from_table(
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
         out = out.view(-1, pw, channels)[inverse]
-    out = out.reshape(num_rois, ph, pw, channels).permute(0, 3, 1, 2)
-    return out if channels_last else out.contiguous()
+    return out.reshape(num_rois, ph, pw, channels)
 
 
 def _pool_rows(
@@ -253,22 +317,26 @@ def _pool_rows(
     pw: int,
     gh: int,
     gw: int,
+    sample_rows: range,
 ) -> Tensor:
     """Pool ``rows`` (``roi * PH + bin_row``) whose RoIs all use a ``gh x gw`` sampling grid.
+
+    Only the sample rows ``sample_rows`` (a sub-range of ``range(gh)``) are summed, each weighted by
+    ``1 / (gh * gw)``, so the partial results over a partition of ``range(gh)`` add up to the bins.
 
     Returns:
         ``[len(rows) * PW, C]`` pooled values, row-major over ``(row, bin_col)``.
     """
     channels = table.shape[1]
     num_rows = rows.numel()
-    if gh == 0 or gw == 0:
+    if len(sample_rows) == 0 or gw == 0:
         # An empty sampling grid (a zero-size RoI with aligned=True and adaptive sampling) averages
         # nothing: the kernels output 0.
         return table.new_zeros((num_rows * pw, channels))
     roi = rows // ph
     bin_row = (rows % ph).to(boxes.dtype)
     dev, dtype = boxes.device, boxes.dtype
-    sub_y = (torch.arange(gh, device=dev, dtype=dtype) + 0.5)[None, None, :]
+    sub_y = (torch.arange(sample_rows.start, sample_rows.stop, device=dev, dtype=dtype) + 0.5)[None, None, :]
     sub_x = (torch.arange(gw, device=dev, dtype=dtype) + 0.5)[None, None, :]
     bins_x = torch.arange(pw, device=dev, dtype=dtype)[None, :, None]
     bh = bin_h[roi][:, None, None]
@@ -277,12 +345,10 @@ def _pool_rows(
     y = boxes[roi, 1][:, None, None] + bin_row[:, None, None] * bh + sub_y * bh / gh  # [R, 1, gh]
     x = boxes[roi, 0][:, None, None] + bins_x * bw + sub_x * bw / gw  # [R, PW, gw]
 
-    y_lo, y_hi, wy_lo, wy_hi = _axis_taps(y, height[roi][:, None, None])
-    x_lo, x_hi, wx_lo, wx_hi = _axis_taps(x, width[roi][:, None, None])
-    ys = torch.stack((y_lo, y_hi), dim=-1).reshape(num_rows, 1, gh * 2, 1)
-    wy = torch.stack((wy_lo, wy_hi), dim=-1).reshape(num_rows, 1, gh * 2, 1)
-    xs = torch.stack((x_lo, x_hi), dim=-1).reshape(num_rows, pw, 1, gw * 2)
-    wx = torch.stack((wx_lo, wx_hi), dim=-1).reshape(num_rows, pw, 1, gw * 2)
+    ys, wy = _merged_axis_taps(y, height[roi][:, None, None])  # [R, 1, Ty]
+    xs, wx = _merged_axis_taps(x, width[roi][:, None, None])  # [R, PW, Tx]
+    ys, wy = ys[:, :, :, None], wy[:, :, :, None]
+    xs, wx = xs[:, :, None, :], wx[:, :, None, :]
 
     base = row_offset[roi][:, None, None, None]
     index = (base + ys * width[roi][:, None, None, None] + xs).reshape(num_rows * pw, -1)

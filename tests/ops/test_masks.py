@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as coco_mask
+
+from maskrcnn.ops import masks_to_boxes, paste_masks_in_image, polygons_to_mask, rle_area, rle_decode, rle_encode
+
+
+def test_polygon_square_covers_its_pixels():
+    mask = polygons_to_mask([[1, 1, 5, 1, 5, 5, 1, 5]], 8, 8)
+    expected = torch.zeros(8, 8, dtype=torch.uint8)
+    expected[1:5, 1:5] = 1  # pixel i spans [i, i + 1): the square (1, 1)-(5, 5) holds pixels 1..4
+    assert torch.equal(mask, expected)
+    # The box of the mask is the polygon's box: polygons, masks and boxes share one convention.
+    assert masks_to_boxes(mask[None]).tolist() == [[1.0, 1.0, 5.0, 5.0]]
+
+
+def test_multi_part_polygon_is_the_union():
+    parts = [[0, 0, 3, 0, 3, 3, 0, 3], [5, 5, 8, 5, 8, 7, 5, 7]]
+    mask = polygons_to_mask(parts, 10, 10)
+    assert int(mask.sum()) == 9 + 6
+    assert torch.equal(mask, polygons_to_mask(parts[:1], 10, 10) | polygons_to_mask(parts[1:], 10, 10))
+    with pytest.raises(ValueError, match="at least 3 points"):
+        polygons_to_mask([[0, 0, 1, 1]], 4, 4)
+    assert polygons_to_mask([], 3, 4).shape == (3, 4)
+
+
+def test_rle_round_trip_and_uncompressed():
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 13, 17, generator=g) > 0.6).to(torch.uint8)
+    rles = rle_encode(masks)
+    assert all(isinstance(r["counts"], str) and r["size"] == [13, 17] for r in rles)
+    assert torch.equal(rle_decode(rles), masks)
+    assert torch.equal(rle_decode(rles[1]), masks[1])
+    assert [rle_area(r) for r in rles] == masks.flatten(1).sum(1).tolist()
+    # Uncompressed RLE (COCO's crowd annotations) counts runs in column-major order, zeros first.
+    uncompressed = {"size": [3, 3], "counts": [2, 3, 4]}
+    expected = torch.zeros(3, 3, dtype=torch.uint8)
+    expected[2, 0] = expected[0, 1] = expected[1, 1] = 1
+    assert torch.equal(rle_decode(uncompressed), expected)
+    assert rle_area(uncompressed) == 3
+
+
+def test_masks_to_boxes_matches_pycocotools():
+    g = torch.Generator().manual_seed(1)
+    masks = torch.zeros(6, 20, 30, dtype=torch.uint8)
+    for k in range(5):
+        y0, x0 = torch.randint(0, 15, (2,), generator=g).tolist()
+        masks[k, y0 : y0 + 1 + k, x0 : x0 + 2 * k + 1] = 1
+    masks[4, 0, 29] = 1  # a stray pixel far away widens the box
+    boxes = masks_to_boxes(masks)
+    for k in range(5):
+        x, y, w, h = coco_mask.toBbox(coco_mask.encode(np.asfortranarray(masks[k].numpy()))).tolist()
+        assert boxes[k].tolist() == [x, y, x + w, y + h]
+    assert boxes[5].tolist() == [0, 0, 0, 0]  # empty mask
+    assert masks_to_boxes(torch.zeros(0, 4, 4)).shape == (0, 4)
+
+
+def _resize_reference(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize with half-pixel centres (align_corners=False), written out in float64."""
+
+    def taps(out_len: int, in_len: int):
+        src = np.maximum((np.arange(out_len) + 0.5) * (in_len / out_len) - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(int), in_len - 1)
+        i1 = np.minimum(i0 + 1, in_len - 1)
+        return i0, i1, src - i0
+
+    y0, y1, ly = taps(h, mask.shape[0])
+    x0, x1, lx = taps(w, mask.shape[1])
+    top = mask[y0][:, x0] * (1 - lx) + mask[y0][:, x1] * lx
+    bottom = mask[y1][:, x0] * (1 - lx) + mask[y1][:, x1] * lx
+    return top * (1 - ly[:, None]) + bottom * ly[:, None]
+
+
+def _paste_reference(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int) -> np.ndarray:
+    out = np.zeros((masks.shape[0], 1, height, width))
+    m = masks.shape[-1]
+    scale = (m + 2 * padding) / m
+    for k in range(masks.shape[0]):
+        padded = np.pad(masks[k, 0].double().numpy(), padding)
+        x1, y1, x2, y2 = boxes[k].tolist()
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * scale, (y2 - y1) / 2 * scale
+        bx0, by0, bx1, by1 = (int(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))  # truncation
+        w, h = max(bx1 - bx0 + 1, 1), max(by1 - by0 + 1, 1)
+        resized = _resize_reference(padded, h, w)
+        for yy in range(max(by0, 0), min(by1 + 1, height)):
+            for xx in range(max(bx0, 0), min(bx1 + 1, width)):
+                out[k, 0, yy, xx] = resized[yy - by0, xx - bx0]
+    return out
+
+
+def test_paste_matches_reference():
+    g = torch.Generator().manual_seed(2)
+    masks = torch.rand(5, 1, 7, 7, generator=g)
+    boxes = torch.tensor(
+        [[3.2, 4.7, 20.1, 15.5], [-6.0, -3.0, 8.0, 9.0], [25.0, 18.0, 40.0, 33.0], [10.0, 10.0, 10.5, 10.2], [0, 0, 32, 24]]
+    )
+    out = paste_masks_in_image(masks, boxes, (24, 32), padding=1)
+    assert out.shape == (5, 1, 24, 32) and out.dtype == torch.float32
+    expected = _paste_reference(masks, boxes, 24, 32, padding=1)
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        paste_masks_in_image(masks, boxes, (24, 32), padding=0).numpy(),
+        _paste_reference(masks, boxes, 24, 32, padding=0),
+        atol=1e-5,
+    )
+
+
+def test_paste_golden_and_empty(device):
+    # A full 4x4 mask padded to 6x6 and a box grown by 6/4 about its centre: (2, 2, 10, 10) -> (0, 0, 12, 12).
+    masks = torch.ones(1, 1, 4, 4, device=device)
+    out = paste_masks_in_image(masks, torch.tensor([[2.0, 2, 10, 10]], device=device), (16, 16))[0, 0].cpu()
+    assert out[13:].abs().sum() == 0 and out[:, 13:].abs().sum() == 0  # nothing outside the box
+    assert out[6, 6] == 1.0  # the centre is fully inside
+    assert out[0, 0] == 0.0 and 0 < out[1, 1] < 0.5  # the zero padding fades the border out
+    empty = paste_masks_in_image(torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, 4, device=device), (5, 6))
+    assert empty.shape == (0, 1, 5, 6) and empty.device.type == device
