@@ -1,7 +1,8 @@
-# The two commands a newcomer types: `make demo` and `make test`. Both install into .venv first.
+# The two commands a newcomer types: `make demo` and `make test`. Both install into .venv first
+# (see tools/bootstrap.sh for how torch is chosen).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Re-install when the package metadata or the bootstrap script change.
+# Re-install when the package metadata or the set-up script change.
 STAMP := $(VENV)/.installed
 STAMP_DEV := $(VENV)/.installed-dev
 
@@ -20,18 +21,17 @@ install-dev: $(STAMP_DEV)
 
 demo: $(STAMP)
 	$(VENV)/bin/maskrcnn --help
-
-test: $(STAMP_DEV)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(PY) -m pytest -q
+	$(VENV)/bin/maskrcnn info
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+test: lint
+	$(PY) -m pytest -q
+
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

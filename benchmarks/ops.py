@@ -55,31 +55,37 @@ def random_boxes(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
     return torch.cat([centre - size / 2, centre + size / 2], dim=1), torch.rand(n, generator=g)
 
 
+def time_pooler(
+    features: dict[str, torch.Tensor], n: int, size: int, repeats: int, g: torch.Generator
+) -> tuple[float, float]:
+    """Median (forward, forward+backward) ms of MultiScaleRoIAlign for ``n`` random RoIs."""
+    pooler = MultiScaleRoIAlign(list(features), size, sampling_ratio=2)
+    boxes = [random_rois(n, g)]
+    shapes = [(IMAGE_H, IMAGE_W)]
+    forward = median_ms(lambda: pooler(features, boxes, shapes), repeats)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in features.items()}
+
+    def forward_backward() -> None:
+        pooler(leaves, boxes, shapes).sum().backward()
+        for t in leaves.values():
+            t.grad = None
+
+    return forward, median_ms(forward_backward, repeats)
+
+
 def bench_roi_align(repeats: int, g: torch.Generator) -> dict[str, float]:
-    names = ["p2", "p3", "p4", "p5"]
     features = {
         name: torch.randn(1, 256, IMAGE_H // s, IMAGE_W // s, generator=g)
-        for name, s in zip(names, (4, 8, 16, 32), strict=True)
+        for name, s in [("p2", 4), ("p3", 8), ("p4", 16), ("p5", 32)]
     }
-    shapes = [(IMAGE_H, IMAGE_W)]
+    # The model keeps its features channels-last, which spares RoIAlign a layout copy per call.
+    channels_last = {k: v.contiguous(memory_format=torch.channels_last) for k, v in features.items()}
     results: dict[str, float] = {}
-    for label, n, size in [("1000rois_7x7", 1000, 7), ("100rois_14x14", 100, 14)]:
-        pooler = MultiScaleRoIAlign(names, size, sampling_ratio=2)
-        boxes = [random_rois(n, g)]
-        results[f"roi_align_fpn_{label}_fwd_ms"] = median_ms(lambda p=pooler, b=boxes: p(features, b, shapes), repeats)
-        leaves = {k: v.clone().requires_grad_() for k, v in features.items()}
-
-        def fwd_bwd(p: MultiScaleRoIAlign = pooler, b: list[torch.Tensor] = boxes) -> None:
-            p(leaves, b, shapes).sum().backward()
-            for t in leaves.values():
-                t.grad = None
-
-        results[f"roi_align_fpn_{label}_fwd_bwd_ms"] = median_ms(fwd_bwd, repeats)
-    # The model keeps its features channels-last, which spares the per-call layout copy.
-    cl = {k: v.contiguous(memory_format=torch.channels_last) for k, v in features.items()}
-    pooler = MultiScaleRoIAlign(names, 7, sampling_ratio=2)
-    boxes = [random_rois(1000, g)]
-    results["roi_align_fpn_1000rois_7x7_channels_last_fwd_ms"] = median_ms(lambda: pooler(cl, boxes, shapes), repeats)
+    for layout, feats in [("nchw", features), ("channels_last", channels_last)]:
+        for n, size in [(1000, 7), (100, 14)]:
+            fwd, fwd_bwd = time_pooler(feats, n, size, repeats, g)
+            results[f"roi_align_fpn_{n}rois_{size}x{size}_{layout}_fwd_ms"] = fwd
+            results[f"roi_align_fpn_{n}rois_{size}x{size}_{layout}_fwd_bwd_ms"] = fwd_bwd
     return results
 
 
@@ -101,7 +107,11 @@ def bench_nms(repeats: int, g: torch.Generator) -> dict[str, float]:
 def bench_paste(repeats: int, g: torch.Generator) -> dict[str, float]:
     masks = torch.rand(100, 1, 28, 28, generator=g)
     boxes = random_rois(100, g, lo=32, hi=400)
-    return {"paste_masks_100_ms": median_ms(lambda: paste_masks_in_image(masks, boxes, (IMAGE_H, IMAGE_W)), repeats)}
+    return {
+        "paste_masks_100_ms": median_ms(
+            lambda: paste_masks_in_image(masks, boxes, (IMAGE_H, IMAGE_W)), repeats
+        )
+    }
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ def test_grid_anchors_over_two_levels():
     images = ImageList(torch.zeros(2, 3, 32, 48), [(30, 48), (32, 40)])
     feats = [torch.zeros(2, 8, 4, 6), torch.zeros(2, 8, 2, 3)]  # strides 8 and 16
     anchors = gen(images, feats)
-    assert len(anchors) == 2 and torch.equal(anchors[0], anchors[1])
+    assert len(anchors) == 2
+    assert torch.equal(anchors[0], anchors[1])
     assert anchors[0].shape == (4 * 6 * 2 + 2 * 3 * 2, 4)
     level0 = anchors[0][:48].reshape(4, 6, 2, 4)
     # Location (y=0, x=0): the two cell anchors; r=2: w = 16/sqrt 2 = 11.3 -> +-5.66 -> 6, h -> 11.
@@ -38,7 +39,9 @@ def test_grid_anchors_over_two_levels():
 def test_flat_arguments_and_dtype():
     gen = AnchorGenerator(sizes=(32, 64), aspect_ratios=(1.0,))
     images = ImageList(torch.zeros(1, 3, 16, 16, dtype=torch.float64), [(16, 16)])
-    out = gen(images, [torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.zeros(1, 1, 1, 1, dtype=torch.float64)])
+    out = gen(
+        images, [torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.zeros(1, 1, 1, 1, dtype=torch.float64)]
+    )
     assert out[0].dtype == torch.float64
     assert out[0].tolist() == [
         [-16, -16, 16, 16],

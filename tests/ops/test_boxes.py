@@ -38,7 +38,9 @@ def test_iou_matches_pairwise_loop():
             w = max(min(a[i, 2], b[j, 2]) - max(a[i, 0], b[j, 0]), 0)
             h = max(min(a[i, 3], b[j, 3]) - max(a[i, 1], b[j, 1]), 0)
             inter = w * h
-            union = (a[i, 2] - a[i, 0]) * (a[i, 3] - a[i, 1]) + (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1]) - inter
+            union = (
+                (a[i, 2] - a[i, 0]) * (a[i, 3] - a[i, 1]) + (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1]) - inter
+            )
             assert iou[i, j].item() == pytest.approx((inter / union).item(), abs=1e-12)
 
 

@@ -3,7 +3,14 @@ import pytest
 import torch
 from pycocotools import mask as coco_mask
 
-from maskrcnn.ops import masks_to_boxes, paste_masks_in_image, polygons_to_mask, rle_area, rle_decode, rle_encode
+from maskrcnn.ops import (
+    masks_to_boxes,
+    paste_masks_in_image,
+    polygons_to_mask,
+    rle_area,
+    rle_decode,
+    rle_encode,
+)
 
 
 def test_polygon_square_covers_its_pixels():
@@ -72,7 +79,9 @@ def _resize_reference(mask: np.ndarray, h: int, w: int) -> np.ndarray:
     return top * (1 - ly[:, None]) + bottom * ly[:, None]
 
 
-def _paste_reference(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int) -> np.ndarray:
+def _paste_reference(
+    masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int
+) -> np.ndarray:
     out = np.zeros((masks.shape[0], 1, height, width))
     m = masks.shape[-1]
     scale = (m + 2 * padding) / m
@@ -93,10 +102,17 @@ def test_paste_matches_reference():
     g = torch.Generator().manual_seed(2)
     masks = torch.rand(5, 1, 7, 7, generator=g)
     boxes = torch.tensor(
-        [[3.2, 4.7, 20.1, 15.5], [-6.0, -3.0, 8.0, 9.0], [25.0, 18.0, 40.0, 33.0], [10.0, 10.0, 10.5, 10.2], [0, 0, 32, 24]]
+        [
+            [3.2, 4.7, 20.1, 15.5],
+            [-6.0, -3.0, 8.0, 9.0],
+            [25.0, 18.0, 40.0, 33.0],
+            [10.0, 10.0, 10.5, 10.2],
+            [0, 0, 32, 24],
+        ]
     )
     out = paste_masks_in_image(masks, boxes, (24, 32), padding=1)
-    assert out.shape == (5, 1, 24, 32) and out.dtype == torch.float32
+    assert out.shape == (5, 1, 24, 32)
+    assert out.dtype == torch.float32
     expected = _paste_reference(masks, boxes, 24, 32, padding=1)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(
@@ -110,8 +126,13 @@ def test_paste_golden_and_empty(device):
     # A full 4x4 mask padded to 6x6 and a box grown by 6/4 about its centre: (2, 2, 10, 10) -> (0, 0, 12, 12).
     masks = torch.ones(1, 1, 4, 4, device=device)
     out = paste_masks_in_image(masks, torch.tensor([[2.0, 2, 10, 10]], device=device), (16, 16))[0, 0].cpu()
-    assert out[13:].abs().sum() == 0 and out[:, 13:].abs().sum() == 0  # nothing outside the box
+    assert out[13:].abs().sum() == 0
+    assert out[:, 13:].abs().sum() == 0
     assert out[6, 6] == 1.0  # the centre is fully inside
-    assert out[0, 0] == 0.0 and 0 < out[1, 1] < 0.5  # the zero padding fades the border out
-    empty = paste_masks_in_image(torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, 4, device=device), (5, 6))
-    assert empty.shape == (0, 1, 5, 6) and empty.device.type == device
+    assert out[0, 0] == 0.0
+    assert 0 < out[1, 1] < 0.5
+    empty = paste_masks_in_image(
+        torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, 4, device=device), (5, 6)
+    )
+    assert empty.shape == (0, 1, 5, 6)
+    assert empty.device.type == device

@@ -41,14 +41,18 @@ def test_sampler_counts_and_membership():
     sampler = BalancedPositiveNegativeSampler(batch_size_per_image=32, positive_fraction=0.25)
     pos, neg = sampler([labels], generator=torch.Generator().manual_seed(0))
     assert pos[0].dtype == torch.uint8
-    assert int(pos[0].sum()) == 8 and int(neg[0].sum()) == 24  # 25% of 32 positives, the rest negatives
-    assert bool((labels[pos[0].bool()] >= 1).all()) and bool((labels[neg[0].bool()] == 0).all())
+    assert int(pos[0].sum()) == 8
+    assert int(neg[0].sum()) == 24
+    assert bool((labels[pos[0].bool()] >= 1).all())
+    assert bool((labels[neg[0].bool()] == 0).all())
     assert not bool((pos[0] & neg[0]).any())
     # Few positives: all of them, negatives fill the batch.
     few = torch.tensor([2] * 3 + [0] * 50)
     pos, neg = sampler([few, torch.tensor([0] * 5 + [-1] * 5)])
-    assert int(pos[0].sum()) == 3 and int(neg[0].sum()) == 29
-    assert int(pos[1].sum()) == 0 and int(neg[1].sum()) == 5
+    assert int(pos[0].sum()) == 3
+    assert int(neg[0].sum()) == 29
+    assert int(pos[1].sum()) == 0
+    assert int(neg[1].sum()) == 5
     assert sampler([torch.zeros(0, dtype=torch.int64)])[0][0].numel() == 0
 
 
@@ -58,5 +62,6 @@ def test_sampler_is_seeded():
     a = sampler([labels], generator=torch.Generator().manual_seed(7))
     b = sampler([labels], generator=torch.Generator().manual_seed(7))
     c = sampler([labels], generator=torch.Generator().manual_seed(8))
-    assert torch.equal(a[0][0], b[0][0]) and torch.equal(a[1][0], b[1][0])
+    assert torch.equal(a[0][0], b[0][0])
+    assert torch.equal(a[1][0], b[1][0])
     assert not torch.equal(a[1][0], c[1][0])

@@ -40,7 +40,9 @@ def box_sets(draw: st.DrawFn, max_boxes: int = 60) -> tuple[torch.Tensor, torch.
     return boxes, scores.reshape(m), groups.reshape(m)
 
 
-def random_boxes(n: int, seed: int, width: float = 1216, height: float = 800) -> tuple[torch.Tensor, torch.Tensor]:
+def random_boxes(
+    n: int, seed: int, width: float = 1216, height: float = 800
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes spread over an image with log-uniform sizes from 16 to 512 px, as proposals are."""
     g = torch.Generator().manual_seed(seed)
     centre = torch.rand(n, 2, generator=g) * torch.tensor([width, height])
@@ -123,7 +125,9 @@ def test_empty_dtypes_and_errors():
     assert nms(boxes.double(), scores.double(), 0.5).tolist() == expected.tolist()
     # Half-precision boxes are compared in float32.
     half = boxes.half()
-    assert nms(half, scores.half(), 0.5).tolist() == nms_loop(half.float(), scores.half().float(), 0.5).tolist()
+    assert (
+        nms(half, scores.half(), 0.5).tolist() == nms_loop(half.float(), scores.half().float(), 0.5).tolist()
+    )
     with pytest.raises(ValueError, match=r"\[N, 4\]"):
         nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
     with pytest.raises(ValueError, match="scores"):
