@@ -12,6 +12,17 @@ from maskrcnn.structures import ImageList
 __all__ = ["AnchorGenerator"]
 
 
+def _floats(values: Sequence[float] | Sequence[Sequence[float]]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)  # type: ignore[arg-type]
+
+
+def _per_level(values: Sequence[Sequence[float]] | Sequence[float]) -> tuple[tuple[float, ...], ...]:
+    """``((a, b), (c,))`` as is; a flat ``(a, b)`` as one value per level, ``((a,), (b,))``."""
+    if isinstance(values[0], (list, tuple)):
+        return tuple(_floats(level) for level in values)  # type: ignore[arg-type]
+    return tuple((float(v),) for v in values)  # type: ignore[arg-type]
+
+
 class AnchorGenerator(nn.Module):
     """Anchors for every location of every feature map, torchvision's ``AnchorGenerator``.
 
@@ -37,18 +48,19 @@ class AnchorGenerator(nn.Module):
         aspect_ratios: Sequence[Sequence[float]] | Sequence[float] = ((0.5, 1.0, 2.0),),
     ) -> None:
         super().__init__()
-        if not isinstance(sizes[0], (list, tuple)):
-            sizes = tuple((s,) for s in sizes)  # type: ignore[union-attr]
-        if not isinstance(aspect_ratios[0], (list, tuple)):
-            aspect_ratios = (aspect_ratios,)  # type: ignore[assignment]
-        if len(aspect_ratios) == 1:
-            aspect_ratios = tuple(aspect_ratios) * len(sizes)  # type: ignore[assignment]
-        if len(sizes) != len(aspect_ratios):
+        self.sizes = _per_level(sizes)
+        ratios = (
+            _per_level(aspect_ratios)
+            if isinstance(aspect_ratios[0], (list, tuple))
+            else (_floats(aspect_ratios),)
+        )
+        # A flat tuple, or a single level, of aspect ratios serves every level of sizes.
+        self.aspect_ratios = ratios * len(self.sizes) if len(ratios) == 1 else ratios
+        if len(self.sizes) != len(self.aspect_ratios):
             raise ValueError(
-                f"AnchorGenerator: {len(sizes)} levels of sizes but {len(aspect_ratios)} of aspect ratios"
+                f"AnchorGenerator: {len(self.sizes)} levels of sizes but "
+                f"{len(self.aspect_ratios)} levels of aspect ratios"
             )
-        self.sizes = tuple(tuple(float(s) for s in level) for level in sizes)  # type: ignore[union-attr]
-        self.aspect_ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios)  # type: ignore[union-attr]
         self.cell_anchors = [
             self.generate_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios, strict=True)
         ]

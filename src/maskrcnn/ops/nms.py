@@ -338,13 +338,11 @@ def _greedy(boxes: Tensor, groups: Tensor | None, threshold: float) -> Tensor:
     """Kept mask of score-sorted ``[n, 4]`` boxes (optionally per group), choosing the strategy."""
     n = boxes.shape[0]
     if threshold >= 0:
-        best = None
-        for axis in (0, 1):
-            perm, count = _windows(boxes, groups, threshold, axis)
-            total = int(count.sum())
-            if best is None or total < best[2]:
-                best = (perm, count, total)
-        perm, count, total = best
+        # Windows along x or along y, whichever holds fewer candidate pairs.
+        perm, count = min(
+            (_windows(boxes, groups, threshold, axis) for axis in (0, 1)), key=lambda w: int(w[1].sum())
+        )
+        total = int(count.sum())
         if total <= min(_SPARSE_MAX_FRACTION * n * (n - 1) / 2, _MAX_CANDIDATES):
             # Short windows: list the pairs; long ones: dense blocks over contiguous runs of positions.
             edges = _edges_from_pairs if total <= _SHORT_WINDOW * n else _edges_from_blocks

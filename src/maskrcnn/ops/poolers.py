@@ -83,8 +83,9 @@ class MultiScaleRoIAlign(nn.Module):
     """RoIAlign over several feature maps, torchvision's ``MultiScaleRoIAlign``.
 
     Each RoI is pooled from one level chosen by :class:`LevelMapper`; the level scales are inferred from
-    the feature-map sizes relative to the largest image in the batch. All levels are gathered into one
-    channels-last table and pooled in one pass, so the output rows come out in input order.
+    the feature-map sizes relative to the largest image in the batch. Each level is pooled once, for all
+    its RoIs, from a channels-last view of its map, and the rows are written into place, so the output
+    comes out in input order.
 
     Args:
         featmap_names: keys of the feature dict to pool from, finest (largest map) first.

@@ -212,8 +212,9 @@ def pool_rois_from_table(
 ) -> Tensor:
     """RoIAlign of RoIs that may each read a different feature map stored in one table.
 
-    This is the engine behind :func:`roi_align` (one map) and ``MultiScaleRoIAlign`` (one table holding
-    every FPN level, so that all RoIs are pooled in one pass and come out in input order).
+    This is the engine behind :func:`roi_align` and ``MultiScaleRoIAlign`` (called once per FPN level
+    with that level's RoIs). Map sizes and offsets are per RoI, so several maps concatenated into one
+    table can also be pooled in a single call.
 
     Args:
         table: ``[R, C]`` feature rows: pixel ``(y, x)`` of RoI ``k``'s map is row
@@ -274,9 +275,8 @@ def pool_rois_from_table(
         rows = (members[:, None] * ph + torch.arange(ph, device=rois.device)).reshape(-1)
         for start in range(0, rows.numel(), rows_per_chunk):
             chunk = rows[start : start + rows_per_chunk]
-            pooled = None
-            for iy0 in range(0, max(gh, 1), samples_per_chunk):
-                part = _pool_rows(
+            parts = [
+                _pool_rows(
                     table,
                     chunk,
                     boxes,
@@ -291,7 +291,11 @@ def pool_rois_from_table(
                     gw,
                     range(iy0, min(iy0 + samples_per_chunk, gh)),
                 )
-                pooled = part if pooled is None else pooled + part
+                for iy0 in range(0, max(gh, 1), samples_per_chunk)
+            ]
+            pooled = parts[0]
+            for part in parts[1:]:
+                pooled = pooled + part
             pieces.append(pooled)
             piece_rows.append(chunk)
 
