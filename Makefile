@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(VENV)/bin/maskrcnn info
 
 lint: $(STAMP_DEV)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff format --check src tests benchmarks tools
 
 test: lint
 	$(PY) -m pytest -q

@@ -122,6 +122,14 @@ def test_empty_dtypes_and_errors():
     assert batched_nms(empty, torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).numel() == 0
     boxes, scores = random_boxes(300, seed=1)
     expected = nms(boxes, scores, 0.5)
+    # Boxes and scores still in an autograd graph (detections in eval mode without no_grad).
+    grad_boxes, grad_scores = boxes.clone().requires_grad_(), scores.clone().requires_grad_()
+    assert nms(grad_boxes, grad_scores, 0.5).tolist() == expected.tolist()
+    classes = torch.arange(300) % 3
+    assert (
+        batched_nms(grad_boxes, grad_scores, classes, 0.5).tolist()
+        == batched_nms(boxes, scores, classes, 0.5).tolist()
+    )
     assert nms(boxes.double(), scores.double(), 0.5).tolist() == expected.tolist()
     # Half-precision boxes are compared in float32.
     half = boxes.half()

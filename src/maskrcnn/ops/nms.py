@@ -354,11 +354,13 @@ def _greedy(boxes: Tensor, groups: Tensor | None, threshold: float) -> Tensor:
 
 def _score_order(scores: Tensor) -> Tensor:
     # Stable, so that equal scores are visited in index order.
-    return torch.sort(scores, descending=True, stable=True).indices
+    return torch.sort(scores.detach(), descending=True, stable=True).indices
 
 
 def _working_boxes(boxes: Tensor) -> Tensor:
-    # Half-precision IoU is too coarse to threshold reliably; compute in float32 at least.
+    # Indices are not differentiable: leave the autograd graph. Half-precision IoU is too coarse to
+    # threshold reliably; compute in float32 at least.
+    boxes = boxes.detach()
     return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
 
 

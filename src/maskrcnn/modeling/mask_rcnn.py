@@ -1,0 +1,247 @@
+"""Mask R-CNN (He et al., 2017): the stages wired together, input validation, and ``build_model(cfg)``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from maskrcnn.config import ModelConfig, validate
+from maskrcnn.modeling.backbone import resnet
+from maskrcnn.modeling.box_head import ConvFCHead, FastRCNNPredictor, TwoMLPHead
+from maskrcnn.modeling.fpn import FEATURE_NAMES, BackboneWithFPN, FeaturePyramidNetwork
+from maskrcnn.modeling.layers import norm_factory
+from maskrcnn.modeling.mask_head import MaskRCNNHeads, MaskRCNNPredictor
+from maskrcnn.modeling.roi_heads import RoIHeads
+from maskrcnn.modeling.rpn import RegionProposalNetwork, RPNHead
+from maskrcnn.modeling.transform import RCNNTransform
+from maskrcnn.ops import AnchorGenerator, MultiScaleRoIAlign
+
+__all__ = ["MaskRCNN", "build_model", "check_targets"]
+
+Target = dict[str, Tensor]
+
+
+class MaskRCNN(nn.Module):
+    """Transform -> backbone + FPN -> RPN -> RoI heads -> detections in input-image pixels.
+
+    The call is torchvision's: ``model(images, targets)`` returns a dict of losses in training mode;
+    ``model(images)`` returns, per image, ``boxes [D, 4]`` (xyxy pixels), ``labels int64[D]``,
+    ``scores [D]`` and ``masks [D, 1, H, W]`` (probabilities; threshold at 0.5) in evaluation mode.
+
+    Args:
+        transform: normalisation, resizing and batching.
+        backbone: images to the feature pyramid.
+        rpn: proposals.
+        roi_heads: detections and masks.
+        num_classes: classes including the background (to validate targets).
+        channels_last: feed the backbone a channels-last batch (faster convolutions on CPU and GPU, and
+            RoIAlign reads channels-last maps without a copy).
+    """
+
+    def __init__(
+        self,
+        *,
+        transform: RCNNTransform,
+        backbone: BackboneWithFPN,
+        rpn: RegionProposalNetwork,
+        roi_heads: RoIHeads,
+        num_classes: int,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.num_classes = num_classes
+        self.channels_last = channels_last
+
+    def forward(
+        self, images: Sequence[Tensor], targets: Sequence[Target] | None = None
+    ) -> dict[str, Tensor] | list[Target]:
+        """Losses (training) or detections (evaluation) for a list of ``[C, H, W]`` 0..1 images.
+
+        Images may have different sizes; a target may hold zero objects.
+        """
+        check_images(images, self.transform.image_mean)
+        if self.training:
+            if targets is None:
+                raise ValueError(
+                    "MaskRCNN: targets are required in training mode (call model.eval() to predict)"
+                )
+            check_targets(images, targets, self.num_classes)
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batch, targets = self.transform(images, targets)
+        if self.channels_last:
+            batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(batch.tensors)
+        proposals, rpn_losses = self.rpn(batch, features, targets)
+        detections, head_losses = self.roi_heads(features, proposals, batch.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **head_losses}
+        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+
+
+def check_images(images: Sequence[Tensor], mean: Sequence[float]) -> None:
+    """Raise a ``ValueError`` naming the image if one is not a floating ``[C, H, W]`` tensor."""
+    if isinstance(images, Tensor) and images.dim() == 3:
+        raise ValueError("MaskRCNN: pass a list of [C, H, W] images, not a single image tensor")
+    if len(images) == 0:
+        raise ValueError("MaskRCNN: no images")
+    for i, img in enumerate(images):
+        if not isinstance(img, Tensor) or img.dim() != 3:
+            shape = list(img.shape) if isinstance(img, Tensor) else type(img).__name__
+            raise ValueError(f"MaskRCNN: image {i} must be a [C, H, W] tensor, got {shape}")
+        if not img.is_floating_point():
+            raise ValueError(
+                f"MaskRCNN: image {i} has dtype {img.dtype}; expected floats in 0..1 "
+                "(divide uint8 images by 255)"
+            )
+        if img.shape[0] != len(mean):
+            raise ValueError(
+                f"MaskRCNN: image {i} has {img.shape[0]} channels; the model expects {len(mean)}"
+            )
+        if min(img.shape[-2:]) < 1:
+            raise ValueError(f"MaskRCNN: image {i} is empty (shape {list(img.shape)})")
+
+
+def check_targets(images: Sequence[Tensor], targets: Sequence[Target], num_classes: int) -> None:
+    """Validate training targets at the model's boundary, naming the image and the bad value.
+
+    Each target needs ``boxes`` float ``[N, 4]`` with positive width and height, ``labels`` int64 ``[N]``
+    in ``1..num_classes - 1`` and ``masks`` ``[N, H, W]`` of the image's size.
+    """
+    if len(targets) != len(images):
+        raise ValueError(f"MaskRCNN: {len(images)} images but {len(targets)} targets")
+    for i, (img, t) in enumerate(zip(images, targets, strict=True)):
+        for key in ("boxes", "labels", "masks"):
+            if key not in t:
+                raise ValueError(f"MaskRCNN: target of image {i} has no {key!r} (has {sorted(t)})")
+        boxes, labels, masks = t["boxes"], t["labels"], t["masks"]
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+            raise ValueError(
+                f"MaskRCNN: image {i}: boxes must be a float [N, 4] tensor, "
+                f"got {boxes.dtype} {list(boxes.shape)}"
+            )
+        n = boxes.shape[0]
+        if labels.shape != (n,) or labels.dtype != torch.int64:
+            raise ValueError(
+                f"MaskRCNN: image {i}: labels must be int64 [{n}], got {labels.dtype} {list(labels.shape)}"
+            )
+        if masks.shape != (n, *img.shape[-2:]):
+            raise ValueError(
+                f"MaskRCNN: image {i}: masks must be [{n}, {img.shape[-2]}, {img.shape[-1]}] "
+                f"(one per box, the image's size), got {list(masks.shape)}"
+            )
+        if n == 0:
+            continue
+        bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(bad.any()):
+            k = int(torch.where(bad)[0][0])
+            raise ValueError(
+                f"MaskRCNN: image {i}: box {k} {[round(v, 3) for v in boxes[k].tolist()]} must have "
+                "finite coordinates and positive width and height (x2 > x1, y2 > y1)"
+            )
+        out_of_range = (labels < 1) | (labels >= num_classes)
+        if bool(out_of_range.any()):
+            k = int(torch.where(out_of_range)[0][0])
+            raise ValueError(
+                f"MaskRCNN: image {i}: label {int(labels[k])} of box {k} is outside 1..{num_classes - 1} "
+                "(0 is the background; num_classes counts it)"
+            )
+
+
+def build_model(cfg: ModelConfig) -> MaskRCNN:
+    """Build a Mask R-CNN from a :class:`~maskrcnn.config.ModelConfig` (randomly initialised).
+
+    Load weights afterwards with :func:`maskrcnn.weights.load_weights`.
+    """
+    validate(cfg)
+    b, rc, hc = cfg.backbone, cfg.rpn, cfg.roi_heads
+    body = resnet(
+        b.name,
+        norm=norm_factory(b.norm, gn_groups=b.gn_groups),  # type: ignore[arg-type]  # never "none"
+        in_channels=b.in_channels,
+        width=b.width,
+        trainable_layers=b.trainable_layers,
+    )
+    fpn = FeaturePyramidNetwork(
+        body.out_channels, b.fpn_channels, norm=norm_factory(b.fpn_norm, gn_groups=b.gn_groups)
+    )
+    backbone = BackboneWithFPN(body=body, fpn=fpn)
+    channels = b.fpn_channels
+
+    anchor_generator = AnchorGenerator(sizes=cfg.anchors.sizes, aspect_ratios=cfg.anchors.aspect_ratios)
+    rpn = RegionProposalNetwork(
+        anchor_generator=anchor_generator,
+        head=RPNHead(channels, anchor_generator.num_anchors_per_location()[0], conv_depth=rc.conv_depth),
+        fg_iou_thresh=rc.fg_iou_thresh,
+        bg_iou_thresh=rc.bg_iou_thresh,
+        batch_size_per_image=rc.batch_size_per_image,
+        positive_fraction=rc.positive_fraction,
+        pre_nms_top_n={"training": rc.pre_nms_top_n_train, "testing": rc.pre_nms_top_n_test},
+        post_nms_top_n={"training": rc.post_nms_top_n_train, "testing": rc.post_nms_top_n_test},
+        nms_thresh=rc.nms_thresh,
+        score_thresh=rc.score_thresh,
+        min_size=rc.min_size,
+        box_loss=rc.box_loss,
+        smooth_l1_beta=rc.smooth_l1_beta,
+    )
+
+    head_norm = norm_factory(hc.head_norm, gn_groups=b.gn_groups)
+    pooled = FEATURE_NAMES[:4]  # RoIs are pooled from P2..P5; P6 serves the RPN only
+    box_head: nn.Module
+    if hc.box_head == "mlp":
+        box_head = TwoMLPHead(channels * hc.box_pool_size**2, hc.representation_size)
+    else:
+        box_head = ConvFCHead(
+            channels,
+            hc.box_pool_size,
+            conv_channels=hc.box_head_convs,
+            fc_sizes=(hc.representation_size,),
+            norm=head_norm,
+        )
+    mask_head = MaskRCNNHeads(channels, hc.mask_head_channels, dilation=hc.mask_dilation, norm=head_norm)
+    roi_heads = RoIHeads(
+        box_roi_pool=MultiScaleRoIAlign(
+            pooled, hc.box_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
+        ),
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(hc.representation_size, cfg.num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(
+            pooled, hc.mask_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
+        ),
+        mask_head=mask_head,
+        mask_predictor=MaskRCNNPredictor(mask_head.out_channels, hc.mask_predictor_channels, cfg.num_classes),
+        fg_iou_thresh=hc.fg_iou_thresh,
+        bg_iou_thresh=hc.bg_iou_thresh,
+        batch_size_per_image=hc.batch_size_per_image,
+        positive_fraction=hc.positive_fraction,
+        bbox_reg_weights=hc.bbox_reg_weights,
+        score_thresh=hc.score_thresh,
+        nms_thresh=hc.nms_thresh,
+        detections_per_img=hc.detections_per_img,
+        box_loss=hc.box_loss,
+        smooth_l1_beta=hc.smooth_l1_beta,
+    )
+    t = cfg.transform
+    transform = RCNNTransform(
+        min_size=t.min_size,
+        max_size=t.max_size,
+        image_mean=t.image_mean,
+        image_std=t.image_std,
+        size_divisible=t.size_divisible,
+    )
+    model = MaskRCNN(
+        transform=transform,
+        backbone=backbone,
+        rpn=rpn,
+        roi_heads=roi_heads,
+        num_classes=cfg.num_classes,
+        channels_last=b.channels_last,
+    )
+    if b.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -1,0 +1,158 @@
+"""Model builders named and behaving like torchvision's (``maskrcnn_resnet50_fpn``, ``..._v2``).
+
+``weights`` is a path to a checkpoint: torchvision's ``.pth`` (e.g.
+``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``) or one of this project's ``.safetensors``. Nothing is
+downloaded. Other backbones and settings are built from a :class:`~maskrcnn.config.ModelConfig` with
+:func:`~maskrcnn.modeling.build_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from torch import nn
+
+from maskrcnn.config import ModelConfig, override
+from maskrcnn.modeling import MaskRCNN, build_model
+from maskrcnn.weights import load_weights
+
+__all__ = ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_config", "maskrcnn_resnet50_fpn_v2"]
+
+# torchvision's keyword arguments and the config fields they set.
+_KWARGS = {
+    "min_size": "transform.min_size",
+    "max_size": "transform.max_size",
+    "image_mean": "transform.image_mean",
+    "image_std": "transform.image_std",
+    "size_divisible": "transform.size_divisible",
+    "rpn_pre_nms_top_n_train": "rpn.pre_nms_top_n_train",
+    "rpn_pre_nms_top_n_test": "rpn.pre_nms_top_n_test",
+    "rpn_post_nms_top_n_train": "rpn.post_nms_top_n_train",
+    "rpn_post_nms_top_n_test": "rpn.post_nms_top_n_test",
+    "rpn_nms_thresh": "rpn.nms_thresh",
+    "rpn_fg_iou_thresh": "rpn.fg_iou_thresh",
+    "rpn_bg_iou_thresh": "rpn.bg_iou_thresh",
+    "rpn_batch_size_per_image": "rpn.batch_size_per_image",
+    "rpn_positive_fraction": "rpn.positive_fraction",
+    "rpn_score_thresh": "rpn.score_thresh",
+    "box_score_thresh": "roi_heads.score_thresh",
+    "box_nms_thresh": "roi_heads.nms_thresh",
+    "box_detections_per_img": "roi_heads.detections_per_img",
+    "box_fg_iou_thresh": "roi_heads.fg_iou_thresh",
+    "box_bg_iou_thresh": "roi_heads.bg_iou_thresh",
+    "box_batch_size_per_image": "roi_heads.batch_size_per_image",
+    "box_positive_fraction": "roi_heads.positive_fraction",
+    "bbox_reg_weights": "roi_heads.bbox_reg_weights",
+}
+# torchvision's keyword arguments that pass a ready-made module, and where it goes in the model.
+_MODULES = {
+    "rpn_anchor_generator": ("rpn", "anchor_generator"),
+    "rpn_head": ("rpn", "head"),
+    "box_roi_pool": ("roi_heads", "box_roi_pool"),
+    "box_head": ("roi_heads", "box_head"),
+    "box_predictor": ("roi_heads", "box_predictor"),
+    "mask_roi_pool": ("roi_heads", "mask_roi_pool"),
+    "mask_head": ("roi_heads", "mask_head"),
+    "mask_predictor": ("roi_heads", "mask_predictor"),
+}
+
+
+def maskrcnn_resnet50_fpn_config(
+    *,
+    v2: bool = False,
+    num_classes: int = 91,
+    pretrained: bool = False,
+    trainable_backbone_layers: int | None = None,
+) -> ModelConfig:
+    """The config of torchvision's ResNet-50-FPN Mask R-CNN (v1, or v2 with ``v2=True``).
+
+    As in torchvision, a model built to receive pretrained weights freezes the two lowest stages
+    (``trainable_backbone_layers=3``) and, for v1, uses frozen BatchNorm; one trained from scratch
+    trains every stage with ordinary BatchNorm.
+    """
+    cfg = ModelConfig(num_classes=num_classes)
+    layers = trainable_backbone_layers if trainable_backbone_layers is not None else (3 if pretrained else 5)
+    cfg.backbone = dataclasses.replace(
+        cfg.backbone, norm="frozen_bn" if pretrained and not v2 else "bn", trainable_layers=layers
+    )
+    if v2:
+        cfg.backbone.fpn_norm = "bn"
+        cfg.rpn.conv_depth = 2
+        cfg.roi_heads.box_head = "conv"
+        cfg.roi_heads.head_norm = "bn"
+    return cfg
+
+
+def _build(
+    v2: bool,
+    weights: str | os.PathLike[str] | None,
+    weights_backbone: str | os.PathLike[str] | None,
+    num_classes: int,
+    trainable_backbone_layers: int | None,
+    kwargs: dict[str, Any],
+) -> MaskRCNN:
+    name = "maskrcnn_resnet50_fpn" + ("_v2" if v2 else "")
+    unknown = sorted(set(kwargs) - set(_KWARGS) - set(_MODULES))
+    if unknown:
+        raise TypeError(
+            f"{name}: unexpected keyword arguments {unknown}; supported: {sorted(_KWARGS) + sorted(_MODULES)}"
+        )
+    cfg = maskrcnn_resnet50_fpn_config(
+        v2=v2,
+        num_classes=num_classes,
+        pretrained=weights is not None or weights_backbone is not None,
+        trainable_backbone_layers=trainable_backbone_layers,
+    )
+    cfg = override(cfg, {_KWARGS[k]: v for k, v in kwargs.items() if k in _KWARGS})
+    model = build_model(cfg)
+    for key, (parent, child) in _MODULES.items():
+        if key in kwargs:
+            module = kwargs[key]
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{name}: {key} must be an nn.Module, got {type(module).__name__}")
+            setattr(getattr(model, parent), child, module)
+    if weights is not None:
+        load_weights(model, weights)
+    elif weights_backbone is not None:
+        load_weights(model, weights_backbone)
+    return model
+
+
+def maskrcnn_resnet50_fpn(
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    weights_backbone: str | os.PathLike[str] | None = None,
+    num_classes: int = 91,
+    trainable_backbone_layers: int | None = None,
+    **kwargs: Any,
+) -> MaskRCNN:
+    """Mask R-CNN with a ResNet-50-FPN backbone (He et al., 2017), as torchvision builds it.
+
+    Args:
+        weights: a detection checkpoint to load (torchvision ``.pth`` or this project's
+            ``.safetensors``); with another ``num_classes`` than the checkpoint's, the class-dependent
+            layers are re-initialised (and a log line says so).
+        weights_backbone: an ImageNet ResNet-50 state dict for the backbone alone.
+        num_classes: classes including the background (91 for COCO).
+        trainable_backbone_layers: 0..5 stages of the ResNet trained (default 3 with weights, else 5).
+        **kwargs: torchvision's keyword arguments: ``min_size``, ``max_size``, ``image_mean``,
+            ``image_std``, ``rpn_*`` and ``box_*`` settings, ``bbox_reg_weights``, and ready-made modules
+            (``rpn_anchor_generator``, ``rpn_head``, ``box_roi_pool``, ``box_head``, ``box_predictor``,
+            ``mask_roi_pool``, ``mask_head``, ``mask_predictor``).
+    """
+    return _build(False, weights, weights_backbone, num_classes, trainable_backbone_layers, kwargs)
+
+
+def maskrcnn_resnet50_fpn_v2(
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    weights_backbone: str | os.PathLike[str] | None = None,
+    num_classes: int = 91,
+    trainable_backbone_layers: int | None = None,
+    **kwargs: Any,
+) -> MaskRCNN:
+    """The improved Mask R-CNN of torchvision (Li et al., 2021 recipe): BatchNorm in the FPN and heads,
+    two RPN convolutions and a 4-conv + 1-fc box head. Arguments as :func:`maskrcnn_resnet50_fpn`."""
+    return _build(True, weights, weights_backbone, num_classes, trainable_backbone_layers, kwargs)

@@ -1,0 +1,347 @@
+"""Checkpoints: read torchvision and the project's own weights into a model, and save the project's own.
+
+What loads (a path, or a state dict already in memory):
+
+* a whole detection model: torchvision's ``maskrcnn_resnet50_fpn`` / ``_v2`` ``.pth`` state dicts (also
+  the 2019 releases, whose FPN, RPN and mask-head keys had other names; also wrapped as
+  ``{"model": ...}`` by training scripts, or with DDP's ``module.`` prefix), and the project's own
+  ``.safetensors`` checkpoints;
+* an ImageNet classifier ResNet / ResNeXt (torchvision's ``resnet50-*.pth`` and friends) into the
+  backbone body alone; its ``fc`` classifier is not used.
+
+Loading is strict: every tensor of the checkpoint is used and every tensor of the part loaded into is
+found, with its shape checked. The exceptions are deliberate and logged: the class-dependent layers
+are re-initialised when the number of classes differs; the first convolution is adapted to another
+number of input channels (extra channels start from the mean of the RGB filters); BatchNorm's
+``num_batches_tracked`` counter is dropped by frozen BatchNorm and filled in (0) when absent.
+
+``.pth`` files are read with ``torch.load(..., weights_only=True)``: no arbitrary object is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from maskrcnn.config import ModelConfig, config_from_dict, config_to_dict
+
+__all__ = [
+    "CLASS_DEPENDENT",
+    "Checkpoint",
+    "LoadReport",
+    "load_checkpoint",
+    "load_weights",
+    "read_state_dict",
+    "save_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "maskrcnn-checkpoint"
+CHECKPOINT_VERSION = 1
+
+# Layers whose shape depends on the number of classes: re-initialised when it changes.
+CLASS_DEPENDENT = (
+    "roi_heads.box_predictor.cls_score.",
+    "roi_heads.box_predictor.bbox_pred.",
+    "roi_heads.mask_predictor.mask_fcn_logits.",
+)
+FIRST_CONV = "backbone.body.conv1.weight"
+BODY = "backbone.body."
+
+# torchvision renamed these keys in 2020 (module version 1 -> 2); its 2019 COCO checkpoints still use
+# the old names.
+_LEGACY_KEYS = (
+    (re.compile(r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$"), r"\1.0.\2"),
+    (re.compile(r"^(rpn\.head\.conv)\.(weight|bias)$"), r"\1.0.0.\2"),
+    (re.compile(r"^(roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$"), None),
+)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did.
+
+    Attributes:
+        kind: ``"detection"`` (a whole model) or ``"backbone"`` (an ImageNet classifier's body).
+        loaded: model keys that received a checkpoint tensor.
+        reinitialised: model keys left at their initialisation because the class count differs.
+        ignored: checkpoint keys deliberately not used (an ImageNet classifier's ``fc``).
+        adapted: descriptions of shape adaptations (input channels).
+    """
+
+    kind: str
+    loaded: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Read a checkpoint file without unpickling objects.
+
+    Returns:
+        ``(state_dict, metadata)``: tensors on the CPU, and the safetensors metadata (empty for
+        ``.pth``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, metadata  # noqa: SIM118 (safe_open is no dict)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(
+            f"cannot read checkpoint {path}: {e.__class__.__name__}: {first_line} (only state dicts of "
+            "tensors are accepted; pickled objects are refused for safety)"
+        ) from e
+    return _unwrap(obj, str(path)), {}
+
+
+def _unwrap(obj: Any, where: str) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint: bare, or under ``model`` / ``state_dict``; no DDP prefix."""
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{where}: no state dict found (got {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    others = sorted(k for k in obj if k not in tensors)
+    if others:
+        raise ValueError(f"{where}: entries that are not tensors: {others[:5]}")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _upgrade_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    out = {}
+    for key, value in state.items():
+        for pattern, replacement in _LEGACY_KEYS:
+            m = pattern.match(key)
+            if m is None:
+                continue
+            if replacement is None:  # mask_fcn{i} (1-based) -> {i - 1}.0
+                key = f"{m.group(1)}.{int(m.group(2)) - 1}.0.{m.group(3)}"
+            else:
+                key = pattern.sub(replacement, key)
+            break
+        out[key] = value
+    return out
+
+
+def _layout(state: Mapping[str, Tensor], where: str) -> str:
+    if any(k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state):
+        return "detection"
+    if "conv1.weight" in state and any(k.startswith("layer1.") for k in state):
+        return "backbone"
+    raise ValueError(
+        f"{where}: not a Mask R-CNN or ResNet checkpoint (first keys: {list(state)[:4]}); expected keys "
+        "like 'backbone.body.conv1.weight' (a detection model) or 'conv1.weight' and 'layer1.*' (an "
+        "ImageNet ResNet)"
+    )
+
+
+def _adapt_first_conv(weight: Tensor, channels: int) -> Tensor:
+    """``[O, 3, k, k]`` RGB filters for ``channels`` inputs.
+
+    Extra channels (RGB-D, multispectral) start as the mean of the RGB filters, so they respond to a
+    plain intensity; with fewer channels (grey) each one gets the sum of the RGB filters divided among
+    them, so a grey image replicated to RGB would give the same response.
+    """
+    have = weight.shape[1]
+    if channels > have:
+        extra = weight.mean(dim=1, keepdim=True).expand(-1, channels - have, -1, -1)
+        return torch.cat([weight, extra], dim=1)
+    return weight.sum(dim=1, keepdim=True).expand(-1, channels, -1, -1) / channels
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike[str] | Mapping[str, Tensor],
+) -> LoadReport:
+    """Load a checkpoint into ``model`` (see the module docstring for what loads and how strictly).
+
+    Args:
+        model: a model from :func:`maskrcnn.modeling.build_model` or the builders.
+        source: a ``.pth`` / ``.safetensors`` path, or a state dict.
+
+    Returns:
+        a :class:`LoadReport`; raises ``ValueError`` listing every unknown, missing or mis-shaped key.
+    """
+    where = str(source) if not isinstance(source, Mapping) else "state dict"
+    state = read_state_dict(source)[0] if not isinstance(source, Mapping) else _unwrap(source, where)
+    kind = _layout(state, where)
+    report = LoadReport(kind)
+    if kind == "backbone":
+        report.ignored = sorted(k for k in state if k.startswith("fc."))
+        state = {BODY + k: v for k, v in state.items() if not k.startswith("fc.")}
+    else:
+        state = _upgrade_legacy_keys(state)
+
+    own = model.state_dict()
+    targets = {k for k in own if k.startswith(BODY)} if kind == "backbone" else set(own)
+    merged: dict[str, Tensor] = {}
+    problems: list[str] = []
+    for key, value in state.items():
+        if key not in own:
+            if key.endswith("num_batches_tracked") and key.rsplit(".", 1)[0] + ".running_mean" in own:
+                continue  # a frozen BatchNorm has no counter
+            problems.append(f"unexpected key {key} {list(value.shape)}")
+            continue
+        expected = own[key].shape
+        if (
+            key == FIRST_CONV
+            and value.dim() == 4
+            and value.shape[1] != expected[1]
+            and value.shape[0] == expected[0]
+        ):
+            value = _adapt_first_conv(value, expected[1])
+            report.adapted.append(f"{key}: {state[key].shape[1]} -> {expected[1]} input channels")
+        if value.shape != expected:
+            if key.startswith(CLASS_DEPENDENT) and value.shape[1:] == expected[1:]:
+                report.reinitialised.append(key)
+                continue
+            problems.append(f"shape of {key}: checkpoint {list(value.shape)}, model {list(expected)}")
+            continue
+        merged[key] = value
+    for key in sorted(targets - set(state) - set(report.reinitialised)):
+        if key.endswith("num_batches_tracked"):
+            merged[key] = torch.zeros((), dtype=torch.int64)
+            continue
+        problems.append(f"missing key {key} {list(own[key].shape)}")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValueError(f"{where} does not fit this model ({len(problems)} problems):\n  {shown}{more}")
+
+    model.load_state_dict({**own, **merged}, strict=True)
+    report.loaded = sorted(merged)
+    what = "detection model" if kind == "detection" else "ImageNet backbone (fc classifier ignored)"
+    log.info("loaded %d tensors from %s (%s)", len(merged), where, what)
+    if report.reinitialised:
+        layers = sorted({k.rsplit(".", 1)[0] for k in report.reinitialised})
+        log.info(
+            "the number of classes differs from the checkpoint's: re-initialised %s "
+            "(all other layers loaded)",
+            ", ".join(layers),
+        )
+    for line in report.adapted:
+        log.info("adapted %s; the extra channels are initialised from the mean of the RGB filters", line)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------
+# The project's own checkpoints
+
+
+@dataclass
+class Checkpoint:
+    """A model loaded from one of the project's checkpoints, with what was saved beside the weights."""
+
+    model: nn.Module
+    config: ModelConfig
+    class_names: list[str]
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    config: ModelConfig,
+    class_names: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights as ``path`` (``.safetensors``) with the config and class names.
+
+    The config and class names are stored in the file's metadata (so the file alone rebuilds the model)
+    and, for people and tools, as JSON in ``<path without suffix>.json``. Both files are written to a
+    temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
+
+    Args:
+        class_names: the ``num_classes - 1`` foreground class names, in label order (label 1 first).
+        extra: more JSON-serialisable information (training step, metrics...).
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
+    if len(class_names) != config.num_classes - 1:
+        raise ValueError(
+            f"{len(class_names)} class names for num_classes={config.num_classes} "
+            "(which counts the background)"
+        )
+    info = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config_to_dict(config),
+        "class_names": list(class_names),
+        "extra": dict(extra or {}),
+    }
+    text = json.dumps(info, indent=1)
+    # safetensors stores contiguous tensors; channels-last weights are made contiguous, values unchanged.
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"maskrcnn": text}))
+    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text + "\n"))
+    return path
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model saved by :func:`save_checkpoint` and load its weights (strictly).
+
+    The config and class names come from the file's metadata, or from the JSON beside it for a
+    ``.safetensors`` file written without them.
+    """
+    from maskrcnn.modeling import build_model  # the model package imports nothing from here
+
+    path = Path(path)
+    state, metadata = read_state_dict(path)
+    text = metadata.get("maskrcnn")
+    sidecar = path.with_suffix(".json")
+    if text is None and sidecar.is_file():
+        text = sidecar.read_text()
+    if text is None:
+        raise ValueError(
+            f"{path} has no maskrcnn metadata and no {sidecar.name} beside it: it is not one of this "
+            "project's checkpoints (load plain weights into a model you build with load_weights)"
+        )
+    info = json.loads(text)
+    if info.get("format") != CHECKPOINT_FORMAT or int(info.get("version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path}: unsupported checkpoint format {info.get('format')!r} v{info.get('version')}"
+        )
+    config = config_from_dict(ModelConfig, info["config"])
+    model = build_model(config)
+    load_weights(model, state)
+    return Checkpoint(model.to(device), config, list(info["class_names"]), dict(info.get("extra", {})))

@@ -1,0 +1,140 @@
+"""End to end: the whole model on tiny configs."""
+
+import pytest
+import torch
+
+from maskrcnn.modeling import build_model
+from tests.modeling.helpers import empty_target, shapes_sample, tiny_config
+
+LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+
+
+def test_eval_outputs(tiny_model):
+    tiny_model.eval()
+    images = [torch.rand(3, 100, 140), torch.rand(3, 128, 96)]
+    tiny_model.roi_heads.score_thresh = 0.0  # an untrained model: keep every candidate
+    with torch.no_grad():
+        out = tiny_model(images)
+    assert len(out) == 2
+    for det, img in zip(out, images, strict=True):
+        n = det["boxes"].shape[0]
+        assert 0 < n <= 10  # detections_per_img
+        assert det["boxes"].dtype == torch.float32
+        assert det["labels"].dtype == torch.int64
+        assert det["scores"].shape == (n,)
+        assert det["masks"].shape == (n, 1, *img.shape[-2:])
+        assert ((det["labels"] >= 1) & (det["labels"] <= 3)).all()
+        assert ((det["masks"] >= 0) & (det["masks"] <= 1)).all()
+        h, w = img.shape[-2:]
+        b = det["boxes"]
+        assert (b[:, 0] >= 0).all()
+        assert (b[:, 2] <= w).all()
+        assert (b[:, 1] >= 0).all()
+        assert (b[:, 3] <= h).all()
+        assert (det["scores"][:-1] >= det["scores"][1:]).all()
+
+
+def test_training_losses_mixed_sizes_and_empty_images(tiny_model):
+    tiny_model.train()
+    image, target = shapes_sample(0)
+    small = torch.rand(3, 80, 112)
+    losses = tiny_model([image, small], [target, empty_target(80, 112)])
+    assert set(losses) == LOSSES
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    # A batch of negatives only: box and mask losses are exactly zero and backward still works.
+    tiny_model.zero_grad()
+    losses = tiny_model([small], [empty_target(80, 112)])
+    assert losses["loss_rpn_box_reg"].item() == 0.0
+    assert losses["loss_box_reg"].item() == 0.0
+    assert losses["loss_mask"].item() == 0.0
+    assert losses["loss_objectness"].item() > 0
+    assert losses["loss_classifier"].item() > 0
+    sum(losses.values()).backward()
+    assert tiny_model.roi_heads.box_predictor.cls_score.weight.grad.abs().sum() > 0
+
+
+def test_gradients_reach_every_trainable_parameter_and_no_frozen_one():
+    torch.manual_seed(0)
+    model = build_model(tiny_config(norm="frozen_bn", trainable_layers=3)).train()
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    # trainable_layers=3: the stem and layer1 are frozen (their BatchNorm is frozen: no parameters).
+    assert frozen
+    assert all(n.startswith(("backbone.body.conv1.", "backbone.body.layer1.")) for n in frozen)
+    image, target = shapes_sample(1)
+    losses = model([image], [target])
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, name
+            assert p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_invalid_inputs_are_named():
+    model = build_model(tiny_config()).train()
+    image, target = shapes_sample(2)
+    bad = dict(target, boxes=target["boxes"].clone())
+    bad["boxes"][1] = torch.tensor([50.0, 20.0, 50.0, 40.0])
+    with pytest.raises(
+        ValueError, match=r"image 1: box 1 \[50.0, 20.0, 50.0, 40.0\] must have .*positive width"
+    ):
+        model([image, image], [target, bad])
+    with pytest.raises(ValueError, match=r"image 0: label 7 of box 0 is outside 1..3"):
+        model([image], [dict(target, labels=torch.tensor([7, 1, 2]))])
+    with pytest.raises(ValueError, match=r"image 0: masks must be \[3, 128, 128\]"):
+        model([image], [dict(target, masks=target["masks"][:, :64])])
+    with pytest.raises(ValueError, match=r"image 0 has dtype torch.uint8"):
+        model([(image * 255).to(torch.uint8)], [target])
+    with pytest.raises(ValueError, match="targets are required"):
+        model([image])
+    with pytest.raises(ValueError, match="image 0 has 1 channels; the model expects 3"):
+        model.eval()([image[:1]])
+
+
+def test_eval_is_deterministic():
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = build_model(tiny_config()).eval()
+        model.roi_heads.score_thresh = 0.0
+        with torch.no_grad():
+            outputs.append(model([shapes_sample(3)[0]])[0])
+    for key in ("boxes", "labels", "scores", "masks"):
+        assert torch.equal(outputs[0][key], outputs[1][key]), key
+
+
+def _best_mask_iou(pred: torch.Tensor, labels: torch.Tensor, gt: torch.Tensor, label: int) -> float:
+    binary = pred[labels == label, 0] > 0.5
+    if binary.shape[0] == 0:
+        return 0.0
+    gt = gt.bool()
+    inter = (binary & gt).flatten(1).sum(1)
+    union = (binary | gt).flatten(1).sum(1)
+    return float((inter / union).max())
+
+
+def test_overfits_a_few_images():
+    """A small ResNet-18-FPN (GroupNorm, from scratch) learns three 128 px images to mask IoU > 0.9."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).train()
+    data = [shapes_sample(seed) for seed in range(3)]
+    images, targets = [d[0] for d in data], [d[1] for d in data]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
+    steps = 200
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.15)
+    for _ in range(steps):
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    for det, target in zip(out, targets, strict=True):
+        for mask, label in zip(target["masks"], target["labels"].tolist(), strict=True):
+            iou = _best_mask_iou(det["masks"], det["labels"], mask, label)
+            assert iou > 0.9, f"class {label}: best mask IoU {iou:.3f}"

@@ -1,0 +1,242 @@
+"""Checkpoint loading (torchvision layouts built from the fixtures) and the project's own checkpoints."""
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import maskrcnn.weights as weights_module
+from maskrcnn.config import ModelConfig
+from maskrcnn.modeling import build_model
+from maskrcnn.models import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from maskrcnn.weights import load_checkpoint, load_weights, save_checkpoint
+from tests.modeling.helpers import shapes_sample, tiny_config
+from tests.synthetic_weights import load_layout, synthetic_state_dict
+
+CLASS_KEYS = {
+    "roi_heads.box_predictor.cls_score.weight",
+    "roi_heads.box_predictor.cls_score.bias",
+    "roi_heads.box_predictor.bbox_pred.weight",
+    "roi_heads.box_predictor.bbox_pred.bias",
+    "roi_heads.mask_predictor.mask_fcn_logits.weight",
+    "roi_heads.mask_predictor.mask_fcn_logits.bias",
+}
+
+
+@pytest.fixture(scope="module")
+def v1_state() -> dict[str, torch.Tensor]:
+    return synthetic_state_dict(load_layout("maskrcnn_resnet50_fpn"))
+
+
+def _assert_loaded(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], skip: set[str] = frozenset()
+) -> None:
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in skip or (key.endswith("num_batches_tracked") and key not in own):
+            continue
+        assert torch.equal(own[key], value), key
+
+
+def test_torchvision_v1_checkpoint_loads_every_tensor(v1_state, tmp_path):
+    # Built from scratch, the model has BatchNorm (with num_batches_tracked), as torchvision's does.
+    model = maskrcnn_resnet50_fpn()
+    report = load_weights(model, v1_state)
+    assert report.kind == "detection"
+    assert set(report.loaded) == set(v1_state) == set(model.state_dict())
+    _assert_loaded(model, v1_state)
+    # A .pth file, as downloaded, into a model built for fine-tuning (frozen BatchNorm: no counters).
+    path = tmp_path / "maskrcnn_resnet50_fpn_coco.pth"
+    torch.save(v1_state, path)
+    tuned = maskrcnn_resnet50_fpn(weights=path)
+    assert not any(k.endswith("num_batches_tracked") for k in tuned.state_dict())
+    _assert_loaded(tuned, v1_state)
+    assert not tuned.backbone.body.layer1[0].conv1.weight.requires_grad  # trainable_backbone_layers=3
+    assert tuned.backbone.body.layer2[0].conv1.weight.requires_grad
+
+
+def test_torchvision_v2_checkpoint_loads_every_tensor():
+    state = synthetic_state_dict(load_layout("maskrcnn_resnet50_fpn_v2"))
+    model = maskrcnn_resnet50_fpn_v2()
+    assert set(model.state_dict()) == set(state)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in state.items()
+    }
+    load_weights(model, state)
+    _assert_loaded(model, state)
+
+
+def test_variants_of_the_same_checkpoint(v1_state):
+    model = maskrcnn_resnet50_fpn()
+    # Without num_batches_tracked (checkpoints saved from frozen BatchNorm): the counters start at 0.
+    bare = {k: v for k, v in v1_state.items() if not k.endswith("num_batches_tracked")}
+    assert set(load_weights(model, bare).loaded) == set(model.state_dict())
+    # torchvision's 2019 key names (FPN, RPN head and mask head were renamed since).
+    legacy = {}
+    for key, value in v1_state.items():
+        key = key.replace("rpn.head.conv.0.0.", "rpn.head.conv.")
+        for block in ("inner_blocks", "layer_blocks"):
+            for i in range(4):
+                key = key.replace(f"backbone.fpn.{block}.{i}.0.", f"backbone.fpn.{block}.{i}.")
+        for i in range(4):
+            key = key.replace(f"roi_heads.mask_head.{i}.0.", f"roi_heads.mask_head.mask_fcn{i + 1}.")
+        legacy[key] = value
+    assert "backbone.fpn.inner_blocks.0.weight" in legacy
+    assert "roi_heads.mask_head.mask_fcn4.bias" in legacy
+    fresh = maskrcnn_resnet50_fpn()
+    load_weights(fresh, legacy)
+    _assert_loaded(fresh, v1_state)
+    # Wrapped by a training script and saved from DistributedDataParallel.
+    fresh = maskrcnn_resnet50_fpn()
+    load_weights(fresh, {"model": {f"module.{k}": v for k, v in v1_state.items()}})
+    _assert_loaded(fresh, v1_state)
+
+
+def test_mismatches_are_listed(v1_state):
+    model = maskrcnn_resnet50_fpn()
+    bad = dict(v1_state)
+    bad["backbone.fpn.layer_blocks.0.0.weight"] = torch.zeros(256, 256, 1, 1)
+    bad["roi_heads.extra.weight"] = torch.zeros(3)
+    del bad["rpn.head.bbox_pred.bias"]
+    with pytest.raises(ValueError, match="3 problems") as err:
+        load_weights(model, bad)
+    text = str(err.value)
+    assert (
+        "shape of backbone.fpn.layer_blocks.0.0.weight: checkpoint [256, 256, 1, 1], model [256, 256, 3, 3]"
+        in text
+    )
+    assert "unexpected key roi_heads.extra.weight [3]" in text
+    assert "missing key rpn.head.bbox_pred.bias [12]" in text
+    with pytest.raises(ValueError, match="not a Mask R-CNN or ResNet checkpoint"):
+        load_weights(model, {"encoder.weight": torch.zeros(2)})
+
+
+def test_other_class_count_reinitialises_only_the_class_layers(v1_state, caplog):
+    torch.manual_seed(0)
+    model = maskrcnn_resnet50_fpn(num_classes=3)
+    before = {k: v.clone() for k, v in model.state_dict().items() if k in CLASS_KEYS}
+    with caplog.at_level(logging.INFO, logger="maskrcnn.weights"):
+        report = load_weights(model, v1_state)
+    assert set(report.reinitialised) == CLASS_KEYS
+    _assert_loaded(model, v1_state, skip=CLASS_KEYS)
+    for key, value in before.items():
+        assert torch.equal(model.state_dict()[key], value), key  # left as initialised
+    assert model.roi_heads.box_predictor.cls_score.weight.shape == (3, 1024)
+    assert (
+        "re-initialised roi_heads.box_predictor.bbox_pred, roi_heads.box_predictor.cls_score, "
+        "roi_heads.mask_predictor.mask_fcn_logits" in caplog.text
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d"])
+def test_imagenet_backbone(name):
+    state = synthetic_state_dict(load_layout(f"{name}_imagenet"))
+    cfg = ModelConfig(num_classes=2)
+    cfg.backbone.name = name
+    model = build_model(cfg)
+    fpn_before = model.backbone.fpn.inner_blocks[0][0].weight.clone()
+    report = load_weights(model, state)
+    assert report.kind == "backbone"
+    assert report.ignored == ["fc.bias", "fc.weight"]
+    for key, value in state.items():
+        if not key.startswith("fc.") and not key.endswith("num_batches_tracked"):
+            assert torch.equal(model.state_dict()[f"backbone.body.{key}"], value), key
+    assert torch.equal(model.backbone.fpn.inner_blocks[0][0].weight, fpn_before)
+
+
+def test_extra_input_channels_start_from_the_mean_rgb_filter(caplog):
+    state = synthetic_state_dict(load_layout("resnet18_imagenet"))
+    cfg = ModelConfig(num_classes=2)
+    cfg.backbone.name = "resnet18"
+    cfg.backbone.in_channels = 4
+    cfg.transform.image_mean = (0.485, 0.456, 0.406, 0.5)
+    cfg.transform.image_std = (0.229, 0.224, 0.225, 0.25)
+    model = build_model(cfg)
+    with caplog.at_level(logging.INFO, logger="maskrcnn.weights"):
+        report = load_weights(model, state)
+    conv1 = model.backbone.body.conv1.weight
+    assert conv1.shape == (64, 4, 7, 7)
+    torch.testing.assert_close(conv1[:, :3], state["conv1.weight"])
+    torch.testing.assert_close(conv1[:, 3], state["conv1.weight"].mean(dim=1))
+    assert report.adapted == ["backbone.body.conv1.weight: 3 -> 4 input channels"]
+    assert "mean of the RGB filters" in caplog.text
+
+
+def test_group_norm_model_refuses_batchnorm_statistics():
+    cfg = ModelConfig(num_classes=2)
+    cfg.backbone.name = "resnet18"
+    cfg.backbone.norm = "gn"
+    with pytest.raises(ValueError, match=r"unexpected key backbone\.body\.bn1\.running_mean"):
+        load_weights(build_model(cfg), synthetic_state_dict(load_layout("resnet18_imagenet")))
+
+
+class Payload:
+    """Not a tensor: unpickling it could run code, so loading must refuse it."""
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"conv1.weight": torch.zeros(1)}, "hook": Payload()}, path)
+    with pytest.raises(ValueError, match="pickled objects are refused"):
+        load_weights(build_model(tiny_config()), path)
+
+
+def test_own_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg).eval()
+    model.roi_heads.score_thresh = 0.0
+    path = save_checkpoint(
+        model,
+        tmp_path / "model.safetensors",
+        config=cfg,
+        class_names=["square", "circle", "triangle"],
+        extra={"step": 7},
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert info["class_names"] == ["square", "circle", "triangle"]
+    assert info["config"]["backbone"]["name"] == "resnet18"
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == cfg
+    assert ckpt.class_names == ["square", "circle", "triangle"]
+    assert ckpt.extra == {"step": 7}
+    loaded = ckpt.model.eval()
+    loaded.roi_heads.score_thresh = 0.0
+    image = shapes_sample(0)[0]
+    with torch.no_grad():
+        a, b = model([image])[0], loaded([image])[0]
+    for key in ("boxes", "scores", "labels", "masks"):
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ValueError, match="2 class names for num_classes=4"):
+        save_checkpoint(model, tmp_path / "other.safetensors", config=cfg, class_names=["a", "b"])
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config()
+    model = build_model(cfg)
+    path = save_checkpoint(model, tmp_path / "last.safetensors", config=cfg, class_names=["a", "b", "c"])
+    good = path.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights_module, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model, path, config=cfg, class_names=["a", "b", "c"])
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.json", "last.safetensors"]  # no temp files
+    load_checkpoint(path)
+
+
+def test_plain_safetensors_is_not_a_project_checkpoint(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="not one of this project's checkpoints"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.safetensors")
