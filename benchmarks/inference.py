@@ -29,18 +29,13 @@ from typing import Any
 
 import torch
 
+from timing import median_seconds
+
 HEIGHT, WIDTH = 800, 1333
 
 
-def median_s(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 3)
+def median_s(fn: Callable[[], object], repeats: int) -> float:
+    return round(median_seconds(fn, repeats), 3)
 
 
 def synthetic_image(seed: int) -> torch.Tensor:

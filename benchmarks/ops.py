@@ -22,25 +22,18 @@ import json
 import math
 import platform
 import resource
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from maskrcnn.ops import MultiScaleRoIAlign, batched_nms, nms, paste_masks_in_image
+from timing import median_seconds
 
 IMAGE_H, IMAGE_W = 800, 1216
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 2)
+    return round(median_seconds(fn, repeats) * 1000, 2)
 
 
 def random_rois(n: int, g: torch.Generator, lo: float = 32, hi: float = 800) -> torch.Tensor:

@@ -138,3 +138,16 @@ def test_overfits_a_few_images():
         for mask, label in zip(target["masks"], target["labels"].tolist(), strict=True):
             iou = _best_mask_iou(det["masks"], det["labels"], mask, label)
             assert iou > 0.9, f"class {label}: best mask IoU {iou:.3f}"
+
+
+@pytest.mark.parametrize("norm", ["frozen_bn", "bn", "syncbn", "gn"])
+def test_every_normalisation_trains(norm):
+    # SyncBatchNorm outside a distributed job normalises like BatchNorm.
+    torch.manual_seed(0)
+    model = build_model(tiny_config(norm=norm, trainable_layers=5 if norm != "frozen_bn" else 3)).train()
+    image, target = shapes_sample(4)
+    losses = model([image, shapes_sample(5)[0]], [target, shapes_sample(5)[1]])
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.body.layer4[0].conv1.weight.grad.abs().sum() > 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from maskrcnn.modeling.layers import FrozenBatchNorm2d, NormFactory, conv_norm
+from maskrcnn.modeling.layers import FrozenBatchNorm2d, NormFactory, conv_norm, init_relu_convs
 
 __all__ = ["ARCHITECTURES", "BasicBlock", "Bottleneck", "ResNet", "resnet"]
 
@@ -174,10 +174,9 @@ class ResNet(nn.Module):
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
             self.out_channels.append(channels)
 
+        init_relu_convs(self)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 

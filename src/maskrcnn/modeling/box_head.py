@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskrcnn.modeling.layers import ConvNormAct, NormFactory
+from maskrcnn.modeling.layers import ConvNormAct, NormFactory, init_relu_convs
 from maskrcnn.modeling.rpn import box_regression_loss
 
 __all__ = ["ConvFCHead", "FastRCNNPredictor", "TwoMLPHead", "fastrcnn_loss"]
@@ -68,11 +68,7 @@ class ConvFCHead(nn.Sequential):
             layers += [nn.Linear(previous, size), nn.ReLU(inplace=True)]
             previous = size
         super().__init__(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_relu_convs(self)
 
 
 class FastRCNNPredictor(nn.Module):

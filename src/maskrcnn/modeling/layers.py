@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvNormAct", "FrozenBatchNorm2d", "conv_norm", "make_norm", "norm_factory"]
+__all__ = ["ConvNormAct", "FrozenBatchNorm2d", "conv_norm", "init_relu_convs", "make_norm", "norm_factory"]
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -127,6 +127,15 @@ def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
         bias = shift.to(conv.weight.dtype) if conv.bias is None else conv.bias * scale + shift
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return norm(conv(x))
+
+
+def init_relu_convs(module: nn.Module) -> None:
+    """He initialisation (fan-out, for ReLU) of every convolution in ``module``, biases zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class ConvNormAct(nn.Sequential):

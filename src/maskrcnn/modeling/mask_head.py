@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskrcnn.modeling.layers import ConvNormAct, NormFactory
+from maskrcnn.modeling.layers import ConvNormAct, NormFactory, init_relu_convs
 from maskrcnn.ops import roi_align
 
 __all__ = [
@@ -45,11 +45,7 @@ class MaskRCNNHeads(nn.Sequential):
             previous = channels
         super().__init__(*blocks)
         self.out_channels = previous
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_relu_convs(self)
 
 
 class MaskRCNNPredictor(nn.Sequential):
