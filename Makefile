@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(VENV)/bin/maskrcnn info
 
 lint: $(STAMP_DEV)
-	$(VENV)/bin/ruff check src tests benchmarks tools
-	$(VENV)/bin/ruff format --check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools samples
+	$(VENV)/bin/ruff format --check src tests benchmarks tools samples
 
 test: lint
 	$(PY) -m pytest -q

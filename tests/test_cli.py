@@ -21,3 +21,73 @@ def test_info_reports_torch(capsys):
     out = capsys.readouterr().out
     assert torch.__version__ in out
     assert ("cuda         available" in out) == torch.cuda.is_available()
+
+
+def _via_dataset(root):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(root / name)
+    noise = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "c.jpg", quality=95)
+    data = (root / "c.jpg").read_bytes()
+    (root / "c.jpg").write_bytes(data[: int(len(data) * 0.8)])  # header intact: found only when decoded
+    good = {"name": "polygon", "all_points_x": [2, 12, 7], "all_points_y": [2, 3, 15]}
+    bad = {"name": "polygon", "all_points_x": [2, 12], "all_points_y": [2, 3]}
+    regions = {"0": {"shape_attributes": good, "region_attributes": {}}}
+    via = {
+        "a.png1": {"filename": "a.png", "size": 1, "regions": regions, "file_attributes": {}},
+        "b.png2": {
+            "filename": "b.png",
+            "size": 2,
+            "regions": [{"shape_attributes": bad, "region_attributes": {}}],
+        },
+        "c.jpg3": {"filename": "c.jpg", "size": 3, "regions": regions, "file_attributes": {}},
+    }
+    (root / "via.json").write_text(json.dumps(via))
+    return root / "via.json"
+
+
+def test_check_data_reports_problems_and_exit_codes(tmp_path, capsys):
+    path = _via_dataset(tmp_path / "via")
+    assert main(["check-data", "--format", "via", str(path), "-o", "class_name=balloon"]) == 1
+    out = capsys.readouterr().out
+    assert "images: 3 (1 without objects)" in out
+    assert "instances per class: balloon 1" in out
+    assert "problems: 2 errors" in out
+    assert f"error: {path}, image b.png, region 0: polygon part 0 has 2 points" in out
+    assert "c.jpg: cannot decode" in out
+    assert main(["check-data", "--format", "via", str(path), "--strict"]) == 1
+    assert "polygon part 0 has 2 points" in capsys.readouterr().err
+    assert main(["check-data", "--format", "shapes", "-o", "count=5"]) == 0
+    assert "result: OK, trainable" in capsys.readouterr().out
+
+
+def test_inspect_and_convert(tmp_path, capsys):
+    from PIL import Image
+
+    from maskrcnn.data import load_dataset
+
+    out = tmp_path / "grid.png"
+    args = ["inspect", "data", "--format", "shapes", "-o", "count=6", "--out", str(out), "--count", "4"]
+    assert (
+        main([*args, "--anchors", "--set", "transform.min_size=128", "--set", "transform.max_size=128"]) == 0
+    )
+    assert Image.open(out).size == (4 * 256, 256 + 14)
+    assert Image.open(tmp_path / "grid_anchors.png").size == (128, 128)
+    coco = tmp_path / "coco.json"
+    path = _via_dataset(tmp_path / "via")
+    assert main(["convert", "--from", "via", str(path), "--to", "coco", str(coco)]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote {coco}: 2 images, 1 classes (2 instances or images with errors left out" in captured.out
+    assert "image b.png, region 0: polygon part 0 has 2 points" in captured.err
+    assert "c.jpg: cannot decode" in captured.err
+    # The image whose only polygon is broken stays, as a negative; the truncated one is left out.
+    back = load_dataset("coco", coco)
+    assert [back.image_reference(i).rsplit("/", 1)[-1] for i in range(len(back))] == ["a.png", "b.png"]
+    assert back[0][1]["labels"].tolist() == [1]
+    assert main(["convert", "--from", "via", str(path), "--to", "coco", str(coco), "--strict"]) == 1

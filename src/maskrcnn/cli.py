@@ -6,6 +6,8 @@ import argparse
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from maskrcnn import __version__
 
@@ -33,6 +35,195 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# Data commands
+
+
+def _parse_assignments(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["image_dir=imgs", "count=20"]`` -> ``{"image_dir": "imgs", "count": 20}`` (values as JSON/YAML
+    literals when they parse, else strings)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"maskrcnn: {flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _load(format: str, path: str | None, options: Sequence[str], strict: bool = False) -> Any:
+    from maskrcnn.data import load_dataset
+
+    kwargs = _parse_assignments(options, "--option")
+    if strict:
+        kwargs["strict"] = True
+    try:
+        return load_dataset(format, path, **kwargs)
+    except TypeError as e:  # an option the reader does not take
+        raise SystemExit(f"maskrcnn: --format {format}: {e}") from None
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, total=total, desc=desc, unit="img", leave=False, file=sys.stderr)
+
+
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from maskrcnn.data import DataError
+    from maskrcnn.data.check import check_dataset
+
+    try:
+        dataset = _load(args.format, args.path, args.option, strict=args.strict)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    report = check_dataset(
+        dataset, source=args.path or args.format, progress=_progress(len(dataset), "checking")
+    )
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _cmd_inspect_data(args: argparse.Namespace) -> int:
+    import torch
+
+    from maskrcnn.visualize import draw_instances, image_grid
+
+    dataset = _load(args.format, args.path, args.option)
+    dataset.transforms = None
+    count = min(args.count, len(dataset))
+    if count == 0:
+        print("error: the dataset has no images", file=sys.stderr)
+        return 1
+    generator = torch.Generator().manual_seed(args.seed)
+    indices = (
+        torch.randperm(len(dataset), generator=generator)[:count].tolist() if args.shuffle else range(count)
+    )
+    pictures, titles = [], []
+    for index in indices:
+        image, target = dataset[index]
+        pictures.append(
+            draw_instances(
+                image,
+                boxes=target["boxes"],
+                masks=target["masks"],
+                labels=target["labels"],
+                class_names=dataset.class_names,
+            )
+        )
+        titles.append(f"{dataset.image_reference(index)} ({len(target['labels'])})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(pictures, columns=args.columns, titles=titles).save(out)
+    print(f"wrote {out} ({count} images)")
+    if args.anchors:
+        anchors_out = out.with_name(out.stem + "_anchors" + out.suffix)
+        _anchors_picture(dataset, next(iter(indices)), args.set).save(anchors_out)
+        print(f"wrote {anchors_out} (anchors at the centre of each level, positive anchors green)")
+    return 0
+
+
+def _anchors_picture(dataset: Any, index: int, assignments: Sequence[str]) -> Any:
+    """The anchors of a model config over one image, resized as the model resizes it."""
+    import torch
+
+    from maskrcnn.config import ModelConfig, override
+    from maskrcnn.modeling.rpn import RegionProposalNetwork, RPNHead
+    from maskrcnn.modeling.transform import RCNNTransform
+    from maskrcnn.ops import AnchorGenerator, box_iou
+    from maskrcnn.structures import ImageList
+    from maskrcnn.visualize import draw_anchors
+
+    cfg = override(ModelConfig(), _parse_assignments(assignments, "--set"))
+    t = cfg.transform
+    transform = RCNNTransform(
+        min_size=t.min_size, max_size=t.max_size, image_mean=t.image_mean, image_std=t.image_std
+    ).eval()
+    image, target = dataset[index]
+    resized, resized_target = transform.resize(image, dict(target))
+    h, w = resized.shape[-2:]
+    stride = t.size_divisible
+    padded = (-(-h // stride) * stride, -(-w // stride) * stride)
+    maps = [torch.zeros(1, 1, -(-padded[0] // s), -(-padded[1] // s)) for s in (4, 8, 16, 32, 64)]
+    generator = AnchorGenerator(sizes=cfg.anchors.sizes, aspect_ratios=cfg.anchors.aspect_ratios)
+    # What the model's anchor generator computes for this padded size (strides 4..64, P2..P6).
+    per_level = generator(ImageList(torch.zeros(1, 3, *padded), [(h, w)]), maps)[0].split(
+        [
+            m.shape[-2] * m.shape[-1] * n
+            for m, n in zip(maps, generator.num_anchors_per_location(), strict=True)
+        ]
+    )
+    gt = resized_target["boxes"]
+    positive = torch.zeros(0, 4)
+    if len(gt):
+        rpn = RegionProposalNetwork(
+            anchor_generator=generator,
+            head=RPNHead(1, generator.num_anchors_per_location()[0]),
+            fg_iou_thresh=cfg.rpn.fg_iou_thresh,
+            bg_iou_thresh=cfg.rpn.bg_iou_thresh,
+        )
+        all_anchors = torch.cat(per_level)
+        matched = rpn.proposal_matcher(box_iou(gt, all_anchors))
+        positive = all_anchors[matched >= 0]
+    return draw_anchors(resized, per_level, positive=positive, gt_boxes=gt)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from maskrcnn.data import DataError, ImageError
+    from maskrcnn.data.formats.export import write_coco
+
+    target_format, out_path = args.to
+    if target_format != "coco":
+        raise SystemExit(f"maskrcnn convert: --to {target_format}: only coco is supported")
+    try:
+        dataset = _load(args.source_format, args.source, args.option, strict=args.strict)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    problems = [str(p) for p in getattr(dataset, "problems", [])]
+    skipped: list[str] | None = None if args.strict else []
+    try:
+        out = write_coco(dataset, out_path, image_root=args.image_root, skipped=skipped)
+    except (DataError, ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    problems += [f"error: {message}" for message in skipped or []]
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    errors = sum(line.startswith("error") for line in problems)
+    print(
+        f"wrote {out}: {len(dataset) - len(skipped or [])} images, {len(dataset.class_names)} classes"
+        + (f" ({errors} instances or images with errors left out, listed above)" if errors else "")
+    )
+    return 0
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, *, format_flag: str = "--format") -> None:
+    from maskrcnn.data.formats import FORMATS
+
+    parser.add_argument(
+        format_flag,
+        dest="format" if format_flag == "--format" else "source_format",
+        required=True,
+        choices=sorted(FORMATS),
+        help="annotation format",
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option, e.g. -o image_dir=images, -o class_attribute=name (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskrcnn",
@@ -42,6 +233,61 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="show versions and the devices torch can use")
     info.set_defaults(func=_cmd_info)
+
+    check = sub.add_parser(
+        "check-data",
+        help="validate a dataset: counts per class, and every problem named",
+        description="Read a dataset as training would and report per-class counts, images without objects "
+        "and every problem (file, image, annotation, value). Exit code 0 when there is no error, else 1.",
+    )
+    _add_data_arguments(check)
+    check.add_argument("path", nargs="?", help="what the format reads (JSON file, folder, data YAML)")
+    check.add_argument("--strict", action="store_true", help="stop at the first error")
+    check.set_defaults(func=_cmd_check_data)
+
+    inspect = sub.add_parser("inspect", help="pictures of data (and later, of models)")
+    inspect_sub = inspect.add_subparsers(dest="what", metavar="WHAT", required=True)
+    data = inspect_sub.add_parser(
+        "data", help="a grid of images with their ground-truth masks, boxes and class names"
+    )
+    _add_data_arguments(data)
+    data.add_argument("path", nargs="?", help="what the format reads")
+    data.add_argument("--out", required=True, help="the PNG to write")
+    data.add_argument("--count", type=int, default=16, help="images in the grid (default 16)")
+    data.add_argument("--columns", type=int, default=4)
+    data.add_argument("--shuffle", action="store_true", help="random images instead of the first ones")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument(
+        "--anchors",
+        action="store_true",
+        help="also write OUT_anchors.png: the model's anchors and the positive ones over the first image",
+    )
+    data.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config for --anchors, e.g. --set anchors.sizes=[[16],[32],[64],[128],[256]] "
+        "--set transform.min_size=128",
+    )
+    data.set_defaults(func=_cmd_inspect_data)
+
+    convert = sub.add_parser(
+        "convert",
+        help="convert a dataset to COCO JSON",
+        description="maskrcnn convert --from FORMAT SRC --to coco OUT.json: any reader's dataset as COCO "
+        "instances (masks as RLE, boxes from the masks); problems are listed and their instances left out.",
+    )
+    _add_data_arguments(convert, format_flag="--from")
+    convert.add_argument("source", nargs="?", help="what the source format reads")
+    convert.add_argument(
+        "--to", nargs=2, required=True, metavar=("FORMAT", "OUT"), help="coco and the JSON file to write"
+    )
+    convert.add_argument(
+        "--image-root", help="write image file names relative to this folder (default: absolute paths)"
+    )
+    convert.add_argument("--strict", action="store_true", help="stop at the first error")
+    convert.set_defaults(func=_cmd_convert)
     return parser
 
 

@@ -123,9 +123,9 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     n = masks.shape[0]
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    inside = masks != 0
-    rows = inside.any(dim=2)  # [N, H]
-    cols = inside.any(dim=1)  # [N, W]
+    # any() straight on the masks (nonzero = inside): no full-size boolean copy of the stack.
+    rows = masks.any(dim=2).bool()  # [N, H]
+    cols = masks.any(dim=1).bool()  # [N, W]
     h, w = masks.shape[-2:]
     y_idx = torch.arange(h, device=masks.device)
     x_idx = torch.arange(w, device=masks.device)

@@ -1,0 +1,112 @@
+"""``maskrcnn check-data``: read a whole dataset the way training will, and report what is wrong.
+
+The reader has already checked the annotation file (malformed polygons, unknown categories, duplicate
+ids, sizes, missing files); this pass also decodes every image and rasterises every instance, which is
+how truncated images and unreadable mask files show up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from maskrcnn.data.dataset import DataError, InstanceDataset, Problem
+from maskrcnn.data.image_io import ImageError
+
+__all__ = ["CheckReport", "check_dataset"]
+
+
+@dataclass
+class CheckReport:
+    """The outcome of :func:`check_dataset`.
+
+    Attributes:
+        images: images the dataset lists (after the reader left out those it could not use).
+        instances: per class name, instances that load (crowd regions counted apart).
+        crowd: crowd regions that load.
+        negatives: references of the images that load with no object.
+        problems: the reader's problems, then those found while loading.
+    """
+
+    source: str
+    images: int = 0
+    instances: Counter[str] = field(default_factory=Counter)
+    crowd: int = 0
+    negatives: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """No errors: everything listed can be trained on as it is."""
+        return not self.errors
+
+    def render(self, *, max_problems: int = 200) -> str:
+        """The report as text, one problem per line."""
+        lines = [f"dataset: {self.source}", f"images: {self.images} ({len(self.negatives)} without objects)"]
+        per_class = ", ".join(f"{name} {count}" for name, count in self.instances.items()) or "none"
+        lines.append(
+            f"instances per class: {per_class}" + (f"; crowd regions: {self.crowd}" if self.crowd else "")
+        )
+        if self.negatives:
+            shown = ", ".join(self.negatives[:10]) + (" ..." if len(self.negatives) > 10 else "")
+            lines.append(f"images without objects: {shown}")
+        lines.append(f"problems: {len(self.errors)} errors, {len(self.warnings)} warnings")
+        lines += [f"  {p}" for p in self.problems[:max_problems]]
+        if len(self.problems) > max_problems:
+            lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        lines.append(
+            "result: OK, trainable"
+            if self.ok
+            else "result: errors found: training skips the instances and images named above "
+            "(--strict makes them fatal); fix them to use all your data"
+        )
+        return "\n".join(lines)
+
+
+def check_dataset(
+    dataset: InstanceDataset,
+    *,
+    source: str = "",
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> CheckReport:
+    """Load every item of ``dataset`` (without augmentation) and collect what is wrong.
+
+    Args:
+        source: how to name the dataset in the report.
+        progress: wraps the index iterator (e.g. ``tqdm``).
+    """
+    report = CheckReport(source or str(getattr(dataset, "source", "")) or type(dataset).__name__)
+    report.problems.extend(getattr(dataset, "problems", []))
+    report.images = len(dataset)
+    transforms, dataset.transforms = dataset.transforms, None
+    indices: Iterable[int] = range(len(dataset))
+    try:
+        for index in progress(indices) if progress is not None else indices:
+            ref = dataset.image_reference(index)
+            try:
+                _, target = dataset[index]
+            except (DataError, ImageError) as e:
+                report.problems.append(Problem("error", report.source, ref, "", str(e)))
+                continue
+            crowd = target["iscrowd"].bool()
+            report.crowd += int(crowd.sum())
+            labels = target["labels"][~crowd].tolist()
+            if not labels:
+                report.negatives.append(ref)
+            for label in labels:
+                report.instances[dataset.class_names[label - 1]] += 1
+    finally:
+        dataset.transforms = transforms
+    for name in dataset.class_names:
+        report.instances.setdefault(name, 0)
+    report.instances = Counter({name: report.instances[name] for name in dataset.class_names})
+    return report

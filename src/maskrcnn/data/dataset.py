@@ -1,0 +1,571 @@
+"""The dataset contract: what every reader produces and what a user's own dataset subclasses.
+
+An item is ``(image, target)``: ``image`` float ``[3, H, W]`` RGB in 0..1 and ``target`` a dict with
+``boxes`` float ``[N, 4]`` (xyxy pixels, derived from the masks), ``labels`` int64 ``[N]`` (1..K; 0 is the
+background), ``masks`` uint8 ``[N, H, W]``, ``iscrowd`` int64 ``[N]``, ``area`` float ``[N]`` (mask
+pixels) and ``image_id`` int64 ``[]``. ``N`` may be 0: images without objects train as negatives.
+
+Two ways in:
+
+* :class:`InstanceDataset`, the friendly base class in the spirit of the classic Mask R-CNN samples: call
+  :meth:`~InstanceDataset.add_class` and :meth:`~InstanceDataset.add_image` in ``__init__`` and implement
+  :meth:`~InstanceDataset.load_masks` (see ``samples/custom_dataset.py``);
+* :class:`AnnotatedDataset`, built from :class:`ImageRecord` lists: what the format readers
+  (``maskrcnn.data.formats``) produce after parsing and validating their files.
+
+Problems found while reading are :class:`Problem` records naming the file, the image and the annotation.
+Errors make an instance (or an image) unusable: it is skipped and counted, or, with ``strict=True``, the
+reader raises :class:`DataError` instead. Warnings (e.g. a polygon reaching past the border, clipped)
+leave the data usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from maskrcnn.data.image_io import ImageError, image_size, read_image, read_image_bytes
+from maskrcnn.ops import masks_to_boxes, polygons_to_mask, rle_area, rle_decode
+
+__all__ = [
+    "AnnotatedDataset",
+    "Annotation",
+    "DataError",
+    "ImageRecord",
+    "InstanceDataset",
+    "MaskFile",
+    "Problem",
+    "ProblemLog",
+    "Segmentation",
+    "Target",
+    "build_target",
+    "check_annotation",
+    "rasterize",
+    "read_mask_file",
+]
+
+log = logging.getLogger(__name__)
+
+Target = dict[str, Tensor]
+Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+
+
+class DataError(ValueError):
+    """Data that cannot be used, with a message naming the file, the image and the value."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset.
+
+    Attributes:
+        severity: ``"error"`` (the instance, or the image if ``annotation`` is empty, cannot be used) or
+            ``"warning"`` (usable, but probably not what was meant).
+        source: the annotation file (or folder) it was found in.
+        image: the image it concerns (file name, or id), empty for file-level problems.
+        annotation: the annotation it concerns (``"annotation 17"``, ``"region 2"``...), empty for an
+            image-level problem.
+        message: what is wrong, with the offending value.
+    """
+
+    severity: str
+    source: str
+    image: str
+    annotation: str
+    message: str
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            p for p in (self.source, f"image {self.image}" if self.image else "", self.annotation) if p
+        )
+        return f"{self.severity}: {where}: {self.message}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Segmentations and records
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    """An instance stored in an image file: one binary mask per file (nonzero pixels, ``value=None``), or
+    the pixels equal to ``value`` in a label image where each instance has its own id (Penn-Fudan)."""
+
+    path: Path
+    value: int | None = None
+
+
+Polygons = list[list[float]]
+RLE = dict[str, Any]
+Segmentation = Union[Polygons, RLE, MaskFile]  # noqa: UP007 (a runtime alias: keep Python 3.10 happy)
+
+
+@dataclass
+class Annotation:
+    """One object of an image, as read from the annotation file.
+
+    Attributes:
+        label: class, 1..K (contiguous; readers map their own category ids to these).
+        segmentation: polygons (a list of flat ``[x1, y1, x2, y2, ...]`` parts in pixels), a COCO RLE
+            dict, or a :class:`MaskFile`.
+        iscrowd: a crowd region (COCO): kept in the target with ``iscrowd=1`` so that training can leave
+            it out and evaluation can ignore detections on it.
+        ref: how to name it in messages (``"annotation 17"``).
+    """
+
+    label: int
+    segmentation: Segmentation
+    iscrowd: bool = False
+    ref: str = ""
+
+
+@dataclass
+class ImageRecord:
+    """One image and its annotations, as read from the annotation file.
+
+    Attributes:
+        image_id: integer id (the file's own id where it has one, else the position).
+        path: the image file (``None`` when only embedded data exists).
+        height: height declared by the annotation file (checked against the image), or ``None``.
+        width: width declared by the annotation file, or ``None``.
+        annotations: the usable annotations (problems already filtered out).
+        ref: how to name the image in messages (usually its file name).
+        image_data: encoded image bytes to use when ``path`` is missing (LabelMe's ``imageData``).
+        extra: format-specific information kept for writing results back (e.g. COCO's file name).
+    """
+
+    image_id: int
+    path: Path | None
+    height: int | None
+    width: int | None
+    annotations: list[Annotation] = field(default_factory=list)
+    ref: str = ""
+    image_data: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _polygon_area(part: Sequence[float]) -> float:
+    xs, ys = np.asarray(part[0::2], dtype=np.float64), np.asarray(part[1::2], dtype=np.float64)
+    return 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
+
+
+def check_annotation(
+    segmentation: Segmentation, height: int | None, width: int | None
+) -> list[tuple[str, str]]:
+    """Validate one segmentation against its image size before anything is rasterised.
+
+    Returns:
+        ``(severity, message)`` pairs; an ``"error"`` means the instance cannot be used.
+    """
+    if isinstance(segmentation, MaskFile):
+        return []  # checked when read: its readers look at the pixels
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        counts = segmentation.get("counts")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2) or not isinstance(
+            counts, (str, bytes, list)
+        ):
+            return [
+                (
+                    "error",
+                    f"malformed RLE (needs 'size' [h, w] and 'counts'), got keys {sorted(segmentation)}",
+                )
+            ]
+        if height is not None and width is not None and [int(size[0]), int(size[1])] != [height, width]:
+            return [("error", f"RLE size {list(size)} differs from the image size [{height}, {width}]")]
+        try:
+            area = rle_area(segmentation)
+        except Exception as e:  # pycocotools raises plain exceptions on corrupt counts
+            return [("error", f"corrupt RLE counts ({e})")]
+        return [("error", "zero-area instance (empty RLE)")] if area == 0 else []
+    if not isinstance(segmentation, list) or not segmentation:
+        return [("error", f"no polygon (segmentation is {segmentation!r:.60})")]
+    problems: list[tuple[str, str]] = []
+    total = 0.0
+    for k, part in enumerate(segmentation):
+        if not isinstance(part, (list, tuple)) or not all(isinstance(v, (int, float)) for v in part):
+            return [("error", f"polygon part {k} is not a list of numbers")]
+        if len(part) % 2 or len(part) < 6:
+            return [
+                ("error", f"polygon part {k} has {len(part) / 2:g} points; it needs at least 3 (x, y) pairs")
+            ]
+        if not all(math.isfinite(v) for v in part):
+            return [("error", f"polygon part {k} has a non-finite coordinate")]
+        total += _polygon_area(part)
+    if total == 0.0:
+        return [("error", "zero-area instance (its polygon encloses no area)")]
+    if height is not None and width is not None:
+        xs = [v for part in segmentation for v in part[0::2]]
+        ys = [v for part in segmentation for v in part[1::2]]
+        if max(xs) <= 0 or min(xs) >= width or max(ys) <= 0 or min(ys) >= height:
+            return [("error", f"polygon lies outside the {width}x{height} image")]
+        # A pixel of slack: annotation tools let points sit on the border's outer edge.
+        if min(xs) < -1 or min(ys) < -1 or max(xs) > width + 1 or max(ys) > height + 1:
+            problems.append(
+                (
+                    "warning",
+                    f"coordinates outside the {width}x{height} image (x {min(xs):.1f}..{max(xs):.1f}, "
+                    f"y {min(ys):.1f}..{max(ys):.1f}); clipped",
+                )
+            )
+    return problems
+
+
+def rasterize(
+    segmentation: Segmentation, height: int, width: int, cache: dict[Path, np.ndarray] | None = None
+) -> Tensor:
+    """One instance as a ``uint8 [height, width]`` 0/1 mask.
+
+    Args:
+        cache: decoded mask files by path, shared by the instances of one image (a label image holds
+            them all).
+    """
+    if isinstance(segmentation, MaskFile):
+        if cache is None or segmentation.path not in cache:
+            array = read_mask_file(segmentation.path)
+            if cache is not None:
+                cache[segmentation.path] = array
+        else:
+            array = cache[segmentation.path]
+        if array.shape != (height, width):
+            raise DataError(
+                f"{segmentation.path}: mask is {array.shape[1]}x{array.shape[0]}, the image {width}x{height}"
+            )
+        selected = array != 0 if segmentation.value is None else array == segmentation.value
+        return torch.from_numpy(selected.astype(np.uint8))
+    if isinstance(segmentation, dict):
+        return rle_decode(segmentation)
+    return polygons_to_mask(segmentation, height, width)
+
+
+def read_mask_file(path: Path) -> np.ndarray:
+    """A mask image's pixel values as an integer ``[H, W]`` array (colour masks: any channel nonzero)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGB", "RGBA"):
+                array = np.asarray(img.convert("RGB")).astype(np.int64)
+                return (array[..., 0] << 16) | (array[..., 1] << 8) | array[..., 2]
+            if img.mode == "P":
+                return np.asarray(img).astype(np.int64)  # palette indices are the instance ids
+            return np.asarray(img.convert("I") if img.mode not in ("L", "I", "I;16") else img).astype(
+                np.int64
+            )
+    except FileNotFoundError:
+        raise ImageError(f"{path}: mask file not found") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read mask ({e})") from None
+
+
+def build_target(masks: Tensor, labels: Tensor, image_id: int, iscrowd: Tensor | None = None) -> Target:
+    """A target in the contract's form from ``uint8 [N, H, W]`` masks and ``int64 [N]`` labels.
+
+    Boxes come from the masks (pixel-edge coordinates: a mask on columns 3..7 has ``x1 = 3, x2 = 8``), so
+    they always agree with them, whatever the annotation file said.
+    """
+    masks = masks.to(torch.uint8)
+    n = masks.shape[0]
+    return {
+        "boxes": masks_to_boxes(masks),
+        "labels": labels.to(torch.int64).reshape(n),
+        "masks": masks,
+        "iscrowd": (iscrowd if iscrowd is not None else torch.zeros(n)).to(torch.int64).reshape(n),
+        "area": masks.flatten(1).sum(1).to(torch.float32) if n else torch.zeros(0),
+        "image_id": torch.tensor(image_id, dtype=torch.int64),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# The base class
+
+
+class InstanceDataset(Dataset[tuple[Tensor, Target]]):
+    """Base class of every dataset: subclass it for your own data in a few lines.
+
+    In ``__init__``, call :meth:`add_class` once per class and :meth:`add_image` once per image; then
+    implement :meth:`load_masks`. :meth:`load_image` reads the image's ``path`` (override it for other
+    sources) and :meth:`image_reference` names the image in messages. Indexing returns ``(image,
+    target)`` (see the module docstring), with ``transforms`` (augmentation) applied.
+
+    Args:
+        transforms: ``(image, target) -> (image, target)``, e.g. from ``maskrcnn.data.transforms``.
+    """
+
+    def __init__(self, *, transforms: Transform | None = None) -> None:
+        self.class_names: list[str] = []
+        self.image_info: list[dict[str, Any]] = []
+        self.transforms = transforms
+        self.problems: list[Problem] = []
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def add_class(self, name: str) -> int:
+        """Register a class (once per name) and return its label, 1 for the first."""
+        if name not in self.class_names:
+            self.class_names.append(name)
+        return self.class_names.index(name) + 1
+
+    def add_image(
+        self, path: str | os.PathLike[str] | None = None, *, image_id: int | None = None, **info: Any
+    ) -> int:
+        """Register an image; ``info`` is kept in ``image_info[index]`` for :meth:`load_masks`.
+
+        Returns:
+            the image's index.
+        """
+        index = len(self.image_info)
+        self.image_info.append(
+            {
+                "path": Path(path) if path is not None else None,
+                "image_id": index if image_id is None else image_id,
+                **info,
+            }
+        )
+        return index
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including the background: the model's ``num_classes``."""
+        return len(self.class_names) + 1
+
+    # -- what subclasses implement ----------------------------------------------------------------
+
+    def load_image(self, index: int) -> Tensor:
+        """Float ``[3, H, W]`` RGB in 0..1 (default: the registered ``path``)."""
+        path = self.image_info[index]["path"]
+        if path is None:
+            raise DataError(f"{self.image_reference(index)}: no path registered; override load_image")
+        return read_image(path)
+
+    def load_masks(self, index: int) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
+        """The instances of image ``index``.
+
+        Returns:
+            ``(masks, labels)`` or ``(masks, labels, iscrowd)``: ``[N, H, W]`` binary masks (any dtype),
+            ``int64 [N]`` labels in 1..K, optional ``[N]`` crowd flags.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement load_masks(index)")
+
+    def image_reference(self, index: int) -> str:
+        """How messages name image ``index`` (its path, by default)."""
+        path = self.image_info[index].get("path")
+        return str(path) if path is not None else f"image {index}"
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` without decoding the pixels (for aspect-ratio batching)."""
+        info = self.image_info[index]
+        if info.get("height") and info.get("width"):
+            return int(info["height"]), int(info["width"])
+        if info.get("path") is not None:
+            return image_size(info["path"])
+        h, w = self.load_image(index).shape[-2:]
+        return int(h), int(w)
+
+    def instance_labels(self, index: int) -> list[int]:
+        """Labels of image ``index``'s instances (for class-balanced sampling); decodes the masks unless
+        a subclass knows them from its annotations."""
+        return [int(v) for v in self.load_masks(index)[1]]
+
+    # -- the Dataset protocol ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.image_info)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Target]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        image = self.load_image(index)
+        loaded = self.load_masks(index)
+        masks, labels = loaded[0], loaded[1]
+        iscrowd = loaded[2] if len(loaded) > 2 else None  # type: ignore[misc]
+        ref = self.image_reference(index)
+        h, w = image.shape[-2:]
+        if masks.dim() != 3 or masks.shape[1:] != (h, w) or labels.shape != masks.shape[:1]:
+            raise DataError(
+                f"{ref}: load_masks returned masks {list(masks.shape)} and labels {list(labels.shape)} for a "
+                f"{w}x{h} image; expected [N, {h}, {w}] and [N]"
+            )
+        if labels.numel() and (labels.min() < 1 or labels.max() > len(self.class_names)):
+            raise DataError(f"{ref}: labels {labels.tolist()} outside 1..{len(self.class_names)}")
+        masks = (masks != 0).to(torch.uint8)
+        empty = masks.flatten(1).sum(1) == 0
+        if bool(empty.any()):
+            # Cropping, resizing or occlusion can empty a mask; an empty instance has no box to learn.
+            log.warning("%s: dropped %d empty instance mask(s)", ref, int(empty.sum()))
+            keep = ~empty
+            masks, labels = masks[keep], labels[keep]
+            iscrowd = iscrowd[keep] if iscrowd is not None else None
+        target = build_target(masks, labels, int(self.image_info[index]["image_id"]), iscrowd)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+class AnnotatedDataset(InstanceDataset):
+    """A dataset of parsed, validated :class:`ImageRecord` s: the base of every format reader.
+
+    Args:
+        records: the usable images (problem instances already left out).
+        class_names: names of labels 1..K.
+        problems: what the reader found wrong (kept in ``problems``).
+        source: the annotation file or folder (for messages).
+        category_ids: the file's own category id of each label (index 0 for label 1), for writing
+            results back with the original ids; defaults to the labels themselves.
+        transforms: augmentation.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        class_names: Sequence[str],
+        *,
+        problems: Sequence[Problem] = (),
+        source: str = "",
+        category_ids: Sequence[int] | None = None,
+        transforms: Transform | None = None,
+    ) -> None:
+        super().__init__(transforms=transforms)
+        self.class_names = list(class_names)
+        self.records = list(records)
+        self.problems = list(problems)
+        self.source = source
+        self.category_ids = (
+            list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1))
+        )
+        for r in self.records:
+            self.image_info.append(
+                {"path": r.path, "image_id": r.image_id, "height": r.height, "width": r.width, "ref": r.ref}
+            )
+
+    def image_reference(self, index: int) -> str:
+        record = self.records[index]
+        return record.ref or (str(record.path) if record.path else f"image {record.image_id}")
+
+    def load_image(self, index: int) -> Tensor:
+        record = self.records[index]
+        if record.path is not None and (record.image_data is None or record.path.is_file()):
+            image = read_image(record.path)
+        elif record.image_data is not None:
+            image = read_image_bytes(
+                record.image_data, f"{self.image_reference(index)} (embedded image data)"
+            )
+        else:
+            raise ImageError(f"{self.image_reference(index)}: no image file")
+        h, w = image.shape[-2:]
+        if (record.height, record.width) not in ((None, None), (h, w)):
+            raise DataError(
+                f"{self.source}: image {self.image_reference(index)} is {w}x{h} but the annotations say "
+                f"{record.width}x{record.height}"
+            )
+        return image
+
+    def load_masks(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        record = self.records[index]
+        height, width = self.image_size(index)
+        cache: dict[Path, np.ndarray] = {}
+        anns = record.annotations
+        if not anns:
+            return (
+                torch.zeros((0, height, width), dtype=torch.uint8),
+                torch.zeros(0, dtype=torch.int64),
+                torch.zeros(0, dtype=torch.int64),
+            )
+        masks = torch.stack([rasterize(a.segmentation, height, width, cache) for a in anns])
+        labels = torch.tensor([a.label for a in anns], dtype=torch.int64)
+        iscrowd = torch.tensor([int(a.iscrowd) for a in anns], dtype=torch.int64)
+        return masks, labels, iscrowd
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        record = self.records[index]
+        if record.height is not None and record.width is not None:
+            return record.height, record.width
+        if record.path is not None and record.path.is_file():
+            return image_size(record.path)
+        h, w = self.load_image(index).shape[-2:]
+        return int(h), int(w)
+
+    def instance_labels(self, index: int) -> list[int]:
+        return [a.label for a in self.records[index].annotations if not a.iscrowd]
+
+    def summary(self) -> str:
+        """One line: images, instances per class, negatives, skipped instances and images."""
+        counts = {name: 0 for name in self.class_names}
+        negatives = 0
+        for r in self.records:
+            labels = [a.label for a in r.annotations if not a.iscrowd]
+            negatives += not labels
+            for label in labels:
+                counts[self.class_names[label - 1]] += 1
+        errors = [p for p in self.problems if p.severity == "error"]
+        skipped_images = sum(1 for p in errors if not p.annotation)
+        per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
+        return (
+            f"{len(self.records)} images ({negatives} without objects), instances: {per_class}; "
+            f"skipped {len(errors) - skipped_images} instances and {skipped_images} images with errors"
+        )
+
+
+class ProblemLog:
+    """What a format reader uses while parsing: records problems, enforces ``strict``, validates.
+
+    Args:
+        source: the annotation file or folder being read.
+        strict: raise :class:`DataError` at the first error instead of skipping what it concerns.
+    """
+
+    def __init__(self, source: str, *, strict: bool = False) -> None:
+        self.source = source
+        self.strict = strict
+        self.problems: list[Problem] = []
+
+    def report(self, severity: str, message: str, *, image: str = "", annotation: str = "") -> None:
+        problem = Problem(severity, self.source, image, annotation, message)
+        if self.strict and severity == "error":
+            raise DataError(str(problem))
+        self.problems.append(problem)
+
+    def add_annotation(self, record: ImageRecord, annotation: Annotation) -> bool:
+        """Validate ``annotation`` against the record's image size; keep it unless it has an error."""
+        ok = True
+        for severity, message in check_annotation(annotation.segmentation, record.height, record.width):
+            self.report(severity, message, image=record.ref, annotation=annotation.ref)
+            ok = ok and severity != "error"
+        if ok:
+            record.annotations.append(annotation)
+        return ok
+
+    def check_image(self, record: ImageRecord) -> bool:
+        """Whether the image can be opened and has the size the annotations declare (header only).
+
+        Fills in a missing height / width from the file. Reports an image-level error otherwise.
+        """
+        if record.path is None or not record.path.is_file():
+            if record.image_data is not None:
+                return True
+            self.report("error", f"image file not found: {record.path}", image=record.ref)
+            return False
+        try:
+            height, width = image_size(record.path)
+        except ImageError as e:
+            self.report("error", str(e), image=record.ref)
+            return False
+        if record.height is None or record.width is None:
+            record.height, record.width = height, width
+        elif (record.height, record.width) != (height, width):
+            self.report(
+                "error",
+                f"image is {width}x{height} but the annotations say {record.width}x{record.height}",
+                image=record.ref,
+            )
+            return False
+        return True

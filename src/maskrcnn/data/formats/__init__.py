@@ -1,0 +1,49 @@
+"""Readers for the annotation formats people use, each a dataset class and a ``--format`` name.
+
+``load_dataset(format, path, **options)`` is the one entry point; see :data:`FORMATS` for the names and
+each reader's docstring for its options.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from maskrcnn.data.dataset import InstanceDataset
+
+__all__ = ["FORMATS", "load_dataset", "reader_class"]
+
+# --format name -> (module, class). Imported on use, so that one reader's optional needs never slow or
+# break the others.
+FORMATS: dict[str, tuple[str, str]] = {
+    "coco": ("maskrcnn.data.formats.coco", "CocoDataset"),
+    "via": ("maskrcnn.data.formats.via", "ViaDataset"),
+    "labelme": ("maskrcnn.data.formats.labelme", "LabelMeDataset"),
+    "instance-png": ("maskrcnn.data.formats.masks", "InstancePngDataset"),
+    "mask-dirs": ("maskrcnn.data.formats.masks", "MaskDirsDataset"),
+    "yolo": ("maskrcnn.data.formats.yolo", "YoloDataset"),
+    "shapes": ("maskrcnn.data.shapes", "ShapesDataset"),
+}
+
+
+def reader_class(format: str) -> type[InstanceDataset]:
+    """The dataset class of a format name."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown dataset format {format!r}; choose from {', '.join(FORMATS)}")
+    module, name = FORMATS[format]
+    return getattr(importlib.import_module(module), name)
+
+
+def load_dataset(format: str, path: Any = None, **options: Any) -> InstanceDataset:
+    """Read a dataset: ``load_dataset("via", "balloon/train/via_region_data.json")``.
+
+    Args:
+        format: one of :data:`FORMATS`.
+        path: what the format reads (a JSON file, a folder, a data YAML; ``None`` for ``shapes``).
+        **options: the reader's options (e.g. ``image_dir=`` for COCO, ``strict=True`` for all).
+
+    Returns:
+        a dataset of ``(image, target)`` items with ``class_names``.
+    """
+    cls = reader_class(format)
+    return cls(path, **options) if path is not None else cls(**options)

@@ -1,0 +1,296 @@
+"""COCO instance annotations (``instances_*.json``): ``--format coco``.
+
+Reads the JSON's ``images`` (``id``, ``file_name``, ``height``, ``width``), ``annotations`` (``id``,
+``image_id``, ``category_id``, ``segmentation``, ``iscrowd``) and ``categories`` (``id``, ``name``).
+A segmentation is a list of polygons (flat ``[x1, y1, x2, y2, ...]`` parts in pixels), a compressed RLE
+(``counts`` a string) or an uncompressed one (``counts`` a list of run lengths, as crowd regions are
+usually stored); ``bbox`` and ``area`` are not used, since boxes and areas are derived from the masks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from maskrcnn.data.dataset import (
+    AnnotatedDataset,
+    Annotation,
+    DataError,
+    ImageRecord,
+    ProblemLog,
+    Segmentation,
+    Transform,
+)
+
+__all__ = ["CocoDataset", "read_json"]
+
+
+def read_json(path: Path, expected: str) -> Any:
+    """Parse a JSON file, raising :class:`DataError` naming the file, where it breaks and what ``expected``
+    was (``"a COCO instances file"``)."""
+    try:
+        # utf-8-sig: tools on Windows write a byte-order mark that plain utf-8 would reject.
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; expected {expected}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder; expected {expected}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); expected {expected}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e}); expected {expected}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); expected {expected}"
+        ) from None
+
+
+def is_int(value: Any) -> bool:
+    """An integer JSON value (``true`` is a bool, not an id)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A numeric JSON value (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class CocoDataset(AnnotatedDataset):
+    """A COCO instances JSON and its images.
+
+    Category ids (any integers, e.g. 1, 7, 90) become labels 1..K in increasing id order;
+    ``category_ids[label - 1]`` gives the id back for writing results, ``class_names`` are the categories'
+    names. ``iscrowd: 1`` annotations are kept as crowd instances (the target's ``iscrowd``). Images without
+    annotations are kept as negatives. ``ImageRecord.image_id`` is the COCO id and ``extra["file_name"]``
+    the file name as written.
+
+    Errors (the instance, or the image, is left out and the problem kept in ``problems``; ``strict=True``
+    raises :class:`DataError` instead): a duplicate image id (the later image), a duplicate annotation id
+    (the later annotation), an annotation of an unknown image id or category id, an annotation without a
+    segmentation (bbox only), a degenerate polygon or RLE (see
+    :func:`~maskrcnn.data.dataset.check_annotation`), a missing or unreadable image, an image whose size
+    differs from the JSON's. A malformed file (not JSON, no ``images`` list, bad ``categories``) raises
+    :class:`DataError` whatever ``strict``.
+
+    Args:
+        path: the JSON file.
+        strict: raise at the first error instead of skipping what it concerns.
+        transforms: ``(image, target) -> (image, target)`` augmentation.
+        image_dir: folder the ``file_name`` s are relative to (they may contain sub-folders); defaults to
+            the JSON's folder.
+        check_images: open every image's header at load, to find missing files and check sizes; ``False``
+            skips this for very large datasets (sizes then come from the JSON, problems show when an image
+            is loaded).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        transforms: Transform | None = None,
+        image_dir: str | os.PathLike[str] | None = None,
+        check_images: bool = True,
+    ) -> None:
+        path = Path(path)
+        root = Path(image_dir) if image_dir is not None else path.parent
+        expected = "a COCO instances JSON object with 'images', 'annotations' and 'categories'"
+        data = read_json(path, expected)
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            if isinstance(data, list):
+                got = "a list (a results file?)"
+            elif isinstance(data, dict):
+                got = f"keys {sorted(data)[:8]}"
+            else:
+                got = type(data).__name__
+            raise DataError(f"{path}: not a COCO instances file, got {got}; expected {expected}")
+        annotations = data.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise DataError(f"{path}: 'annotations' is {type(annotations).__name__}; expected a list")
+        category_ids, class_names = _read_categories(path, data.get("categories"))
+        label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
+
+        log = ProblemLog(str(path), strict=strict)
+        records: dict[int, ImageRecord] = {}
+        skipped: set[int] = set()  # ids of images listed but unusable: their annotations go silently
+        for index, entry in enumerate(data["images"]):
+            record = self._read_image(entry, index, root, log, records, skipped)
+            if record is None:
+                image_id = entry.get("id") if isinstance(entry, dict) else None
+                if is_int(image_id) and image_id not in records:
+                    skipped.add(image_id)  # reported as malformed; its annotations need no second message
+                continue
+            if check_images and not log.check_image(record):
+                skipped.add(record.image_id)
+                continue
+            records[record.image_id] = record
+
+        seen: set[int] = set()
+        for index, entry in enumerate(annotations):
+            if not isinstance(entry, dict):
+                log.report(
+                    "error",
+                    f"annotation entry is {type(entry).__name__}, not an object",
+                    annotation=f"annotations[{index}]",
+                )
+                continue
+            ann_id = entry.get("id")
+            ref = f"annotation {ann_id}" if is_int(ann_id) else f"annotations[{index}]"
+            image_id = entry.get("image_id")
+            record = records.get(image_id) if is_int(image_id) else None
+            image_ref = record.ref if record is not None else ""
+            if not is_int(ann_id):
+                log.report(
+                    "error", f"annotation id {ann_id!r} is not an integer", image=image_ref, annotation=ref
+                )
+                continue
+            if ann_id in seen:
+                log.report("error", f"duplicate annotation id {ann_id}", image=image_ref, annotation=ref)
+                continue
+            seen.add(ann_id)
+            if record is None:
+                if not (is_int(image_id) and image_id in skipped):
+                    log.report("error", f"image_id {image_id!r} is not in 'images'", annotation=ref)
+                continue
+            category_id = entry.get("category_id")
+            if not is_int(category_id) or category_id not in label_of:
+                log.report(
+                    "error",
+                    f"unknown category_id {category_id!r} ({_known(category_ids)})",
+                    image=image_ref,
+                    annotation=ref,
+                )
+                continue
+            segmentation = _segmentation(entry.get("segmentation"), log, image_ref, ref)
+            if segmentation is None:
+                continue
+            annotation = Annotation(
+                label=label_of[category_id],
+                segmentation=segmentation,
+                iscrowd=bool(entry.get("iscrowd", 0)),
+                ref=ref,
+            )
+            log.add_annotation(record, annotation)
+
+        super().__init__(
+            list(records.values()),
+            class_names,
+            problems=log.problems,
+            source=str(path),
+            category_ids=category_ids,
+            transforms=transforms,
+        )
+
+    @staticmethod
+    def _read_image(
+        entry: Any,
+        index: int,
+        root: Path,
+        log: ProblemLog,
+        records: dict[int, ImageRecord],
+        skipped: set[int],
+    ) -> ImageRecord | None:
+        """One ``images`` entry as a record, or ``None`` (reported) when it is malformed or a duplicate."""
+        if not isinstance(entry, dict):
+            log.report(
+                "error", f"image entry is {type(entry).__name__}, not an object", image=f"images[{index}]"
+            )
+            return None
+        file_name = entry.get("file_name")
+        image_id = entry.get("id")
+        ref = file_name if isinstance(file_name, str) and file_name else f"images[{index}]"
+        if not isinstance(file_name, str) or not file_name:
+            log.report("error", f"file_name {file_name!r} is not a file name", image=ref)
+            return None
+        if not is_int(image_id):
+            log.report("error", f"image id {image_id!r} is not an integer", image=ref)
+            return None
+        if image_id in records or image_id in skipped:
+            first = records[image_id].ref if image_id in records else "an unusable image"
+            log.report("error", f"duplicate image id {image_id} (first used by {first})", image=ref)
+            return None
+        height, width = entry.get("height"), entry.get("width")
+        if (
+            height is not None
+            and width is not None
+            and not (is_int(height) and is_int(width) and height > 0 and width > 0)
+        ):
+            log.report("error", f"height {height!r} / width {width!r} are not positive integers", image=ref)
+            return None
+        return ImageRecord(
+            image_id=image_id,
+            path=root / file_name,
+            height=height if is_int(height) and is_int(width) else None,
+            width=width if is_int(height) and is_int(width) else None,
+            ref=file_name,
+            extra={"file_name": file_name},
+        )
+
+
+def _known(ids: list[int]) -> str:
+    """The category ids for a message: all of a short list, the range of a long one."""
+    if len(ids) <= 10:
+        return f"categories: {ids}"
+    return f"not among the {len(ids)} categories, ids {ids[0]}..{ids[-1]}"
+
+
+def _read_categories(path: Path, categories: Any) -> tuple[list[int], list[str]]:
+    """Category ids sorted increasingly, and their names; a malformed list raises :class:`DataError`."""
+    if not isinstance(categories, list):
+        raise DataError(
+            f"{path}: 'categories' is {type(categories).__name__}; expected a list of {{id, name}}"
+        )
+    names: dict[int, str] = {}
+    for index, category in enumerate(categories):
+        cid = category.get("id") if isinstance(category, dict) else None
+        name = category.get("name") if isinstance(category, dict) else None
+        if not is_int(cid) or not isinstance(name, str):
+            raise DataError(
+                f"{path}: categories[{index}] is {category!r:.80}; expected {{'id': int, 'name': str}}"
+            )
+        if cid in names:
+            raise DataError(
+                f"{path}: categories[{index}]: duplicate category id {cid} ({names[cid]!r}, {name!r})"
+            )
+        names[cid] = name
+    ids = sorted(names)
+    return ids, [names[cid] for cid in ids]
+
+
+def _segmentation(value: Any, log: ProblemLog, image: str, ref: str) -> Segmentation | None:
+    """The annotation's polygons or RLE dict, or ``None`` (reported) when there is none.
+
+    Shape checks (point counts, areas, RLE sizes) are :meth:`ProblemLog.add_annotation`'s.
+    """
+    if value is None or value == [] or value == {}:
+        log.report(
+            "error",
+            "no segmentation (bbox only); instance segmentation needs polygons or RLE",
+            image=image,
+            annotation=ref,
+        )
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        if all(is_number(v) for v in value):
+            # A single polygon written without its enclosing list: unambiguous, so read it as one part.
+            log.report(
+                "warning",
+                "segmentation is a flat list of numbers; read as one polygon",
+                image=image,
+                annotation=ref,
+            )
+            return [value]
+        return value
+    log.report(
+        "error",
+        f"segmentation is {type(value).__name__}; expected polygons or RLE",
+        image=image,
+        annotation=ref,
+    )
+    return None

@@ -1,0 +1,249 @@
+"""Reader for YOLO segmentation datasets in the Ultralytics layout (``yolo``).
+
+A data YAML names the root and the splits::
+
+    path: ../datasets/cells      # root, relative to this file's folder (absent: this file's folder)
+    train: images/train          # a folder of images, a list of folders, or a .txt list of image paths
+    val: images/val
+    names: {0: cell, 1: debris}  # or a list: [cell, debris]
+
+For an image ``.../images/<sub>/x.jpg`` the labels are in ``.../labels/<sub>/x.txt`` (the last ``images``
+component of the path replaced by ``labels``; an image path without one has its label file beside it). A
+label line is ``class x1 y1 x2 y2 ...``: a class index into ``names`` and one polygon, with coordinates
+normalised to 0..1 by the image's width and height.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maskrcnn.data.dataset import (
+    AnnotatedDataset,
+    Annotation,
+    DataError,
+    ImageRecord,
+    ProblemLog,
+    Transform,
+)
+from maskrcnn.data.image_io import is_image_file
+
+__all__ = ["YoloDataset", "label_path"]
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: the last ``images`` path component becomes ``labels``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for k in range(len(parts) - 2, -1, -1):  # never the file name itself
+        if parts[k] == "images":
+            parts[k] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _class_names(data: dict[str, Any], source: Path) -> list[str]:
+    """``names`` as a list in index order (a list, a dict ``{index: name}``, or only ``nc``)."""
+    names = data.get("names")
+    if names is None:
+        nc = data.get("nc")
+        if isinstance(nc, int) and nc > 0:
+            return [f"class_{i}" for i in range(nc)]  # what Ultralytics names them
+        raise DataError(f"{source}: no 'names' (a list of class names, or a dict {{index: name}})")
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    if isinstance(names, dict):
+        try:
+            by_index = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: 'names' keys must be class indices, got {list(names)}") from None
+        if sorted(by_index) != list(range(len(by_index))):
+            # Labels are contiguous, and YOLO label files index names by position: a gap is a mistake.
+            raise DataError(
+                f"{source}: 'names' indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}"
+            )
+        return [by_index[i] for i in range(len(by_index))]
+    raise DataError(f"{source}: 'names' must be a list or a dict, got {type(names).__name__}")
+
+
+class YoloDataset(AnnotatedDataset):
+    """One split of a YOLO segmentation dataset (Ultralytics layout; see the module docstring).
+
+    The split's entry in the YAML is a folder (every image file below it, recursively, sorted), a list of
+    such entries, or a ``.txt`` file with one image path per line (relative paths are relative to the list
+    file's folder). Paths in the YAML are relative to the root (a ``../x`` that does not exist there is
+    read as ``x``, as Ultralytics does for Roboflow's exports). Image ``k`` of the split's listing gets
+    ``image_id = k`` and label ``class index + 1``.
+
+    Problems: an image that cannot be read is an image error. A label line that is not a polygon is an
+    instance error naming the label file and line: a box (4 coordinates, detection format, no mask), an
+    odd number of coordinates, fewer than 3 points, a non-numeric value, an unknown class index, or a
+    polygon that :func:`~maskrcnn.data.dataset.check_annotation` rejects (no area, outside the image).
+    An image without a label file, or with an empty one, has no objects (a negative: YOLO's convention).
+    A problem of a line of a label file (or of a list file) has that file as its ``source``, the others
+    the YAML.
+
+    Args:
+        path: the data YAML.
+        strict: raise :class:`~maskrcnn.data.dataset.DataError` at the first error instead of skipping.
+        transforms: augmentation, ``(image, target) -> (image, target)``.
+        split: which entry of the YAML to read (``"train"``, ``"val"``, ``"test"``).
+
+    Items are ``(image float [3, H, W], target)`` with one mask per label line.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        transforms: Transform | None = None,
+        split: str = "train",
+    ) -> None:
+        yaml_path = Path(path)
+        data = self._read_yaml(yaml_path)
+        class_names = _class_names(data, yaml_path)
+        root = Path(str(data["path"])) if data.get("path") else Path()
+        root = root if root.is_absolute() else yaml_path.parent / root
+        if not root.is_dir():
+            raise DataError(f"{yaml_path}: the root {root} (its 'path') is not a folder")
+        if data.get(split) is None:
+            splits = [k for k in ("train", "val", "test") if data.get(k) is not None]
+            raise DataError(f"{yaml_path}: no {split!r} entry (splits given: {', '.join(splits) or 'none'})")
+
+        log = ProblemLog(str(yaml_path), strict=strict)
+        problems = log.problems  # label files get their own logs; everything lands here in order
+        images = self._list_images(data[split], root, yaml_path, split, log)
+        records: list[ImageRecord] = []
+        for image_id, image in enumerate(images):
+            try:
+                ref = image.relative_to(root).as_posix()
+            except ValueError:
+                ref = image.name
+            record = ImageRecord(image_id=image_id, path=image, height=None, width=None, ref=ref)
+            if not log.check_image(record):
+                continue
+            labels = label_path(image)
+            if labels.is_file():
+                file_log = ProblemLog(str(labels), strict=strict)
+                try:
+                    self._read_labels(labels, record, len(class_names), file_log)
+                finally:
+                    problems.extend(file_log.problems)
+            records.append(record)
+        super().__init__(
+            records,
+            class_names,
+            problems=problems,
+            source=str(yaml_path),
+            category_ids=None,
+            transforms=transforms,
+        )
+
+    @staticmethod
+    def _read_yaml(yaml_path: Path) -> dict[str, Any]:
+        try:
+            text = yaml_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"{yaml_path}: data YAML not found") from None
+        except (IsADirectoryError, UnicodeDecodeError, OSError) as e:
+            raise DataError(f"{yaml_path}: cannot read the data YAML ({e})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise DataError(f"{yaml_path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{yaml_path}: expected a mapping with 'train'/'val' and 'names'")
+        return data
+
+    @staticmethod
+    def _list_images(entry: Any, root: Path, yaml_path: Path, split: str, log: ProblemLog) -> list[Path]:
+        """The image paths of a split entry, in order, each once."""
+        entries: Sequence[Any] = entry if isinstance(entry, list) else [entry]
+        images: list[Path] = []
+        for item in entries:
+            if not isinstance(item, str):
+                raise DataError(f"{yaml_path}: {split!r} entries must be paths, got {item!r}")
+            where = Path(item) if Path(item).is_absolute() else root / item
+            if not where.exists() and item.startswith("../") and (root / item[3:]).exists():
+                # Roboflow's exports say "../train/images" next to train/ (Ultralytics accepts it too).
+                where = root / item[3:]
+            if where.is_dir():
+                images += sorted(p for p in where.rglob("*") if p.is_file() and is_image_file(p))
+            elif where.is_file() and where.suffix.lower() == ".txt":
+                images += YoloDataset._read_list(where, log)
+            else:
+                raise DataError(
+                    f"{yaml_path}: {split!r} entry {item!r} ({where}) is not a folder or a .txt list"
+                )
+        unique = list(dict.fromkeys(images))
+        if not unique:
+            raise DataError(f"{yaml_path}: split {split!r} has no images ({entry!r})")
+        return unique
+
+    @staticmethod
+    def _read_list(list_file: Path, log: ProblemLog) -> list[Path]:
+        """The image paths of a list file, relative ones taken from the list file's folder."""
+        list_log = ProblemLog(str(list_file), strict=log.strict)
+        images: list[Path] = []
+        try:
+            for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+                name = line.strip()
+                if not name or name.startswith("#"):
+                    continue
+                if not is_image_file(name):
+                    list_log.report("error", f"{name!r} is not an image file name", annotation=f"line {n}")
+                    continue
+                image = Path(name)
+                images.append(image if image.is_absolute() else list_file.parent / image)
+        finally:
+            log.problems.extend(list_log.problems)
+        return images
+
+    @staticmethod
+    def _read_labels(labels: Path, record: ImageRecord, num_classes: int, log: ProblemLog) -> None:
+        """Parse one label file into ``record.annotations``, reporting bad lines to ``log``."""
+        height, width = record.height or 0, record.width or 0
+        try:
+            text = labels.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            log.report("error", f"cannot read the label file ({e})", image=record.ref)
+            return
+        for n, line in enumerate(text.splitlines(), start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            ref = f"line {n}"
+            parsed = _parse_line(tokens, num_classes)
+            if isinstance(parsed, str):
+                log.report("error", parsed, image=record.ref, annotation=ref)
+                continue
+            cls, coords = parsed
+            polygon = [v * (width if k % 2 == 0 else height) for k, v in enumerate(coords)]
+            log.add_annotation(record, Annotation(cls + 1, [polygon], ref=ref))
+
+
+def _parse_line(tokens: list[str], num_classes: int) -> tuple[int, list[float]] | str:
+    """``(class index, normalised coordinates)`` of a label line's tokens, or what is wrong with them."""
+    values: list[float] = []
+    for token in tokens:
+        try:
+            values.append(float(token))
+        except ValueError:
+            return f"non-numeric value {token!r}"
+        if not math.isfinite(values[-1]):
+            return f"non-finite value {token!r}"
+    cls, coords = values[0], values[1:]
+    if cls != int(cls) or not 0 <= cls < num_classes:
+        return f"unknown class index {tokens[0]} (names has {num_classes}: 0..{num_classes - 1})"
+    if len(coords) == 4:
+        return "4 coordinates: a box (detection format), no mask; segmentation labels need a polygon"
+    if len(coords) % 2:
+        return f"odd number of coordinates ({len(coords)}); a polygon needs x y pairs"
+    if len(coords) < 6:
+        return f"{len(coords) // 2} point(s); a polygon needs at least 3"
+    return int(cls), coords

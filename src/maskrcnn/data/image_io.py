@@ -1,0 +1,120 @@
+"""Reading images into the project's image contract: float ``[3, H, W]`` RGB in 0..1.
+
+Every file goes through Pillow, with the EXIF orientation applied (phones store portrait photos as rotated
+landscape pixels plus a tag), and every mode converted: grey, palette, grey + alpha, RGBA (alpha dropped),
+CMYK, 16-bit and 32-bit integer grey, float grey. Pillow's decompression-bomb guard stays on, and its
+warning counts as an error: a huge image fails with a message instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "image_size", "is_image_file", "read_image", "read_image_bytes"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+# 16-bit PNG / TIFF masks and images use these modes; their full range maps to 0..1.
+_INTEGER_RANGES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+
+
+class ImageError(ValueError):
+    """An image that cannot be read (missing, not an image, truncated, too large), naming the file."""
+
+
+def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Past Pillow's MAX_IMAGE_PIXELS it warns, past twice that it raises: stop at the first.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image Pillow can read") from None
+    except OSError as e:
+        raise ImageError(f"{name}: cannot open ({e})") from None
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` after EXIF orientation, from the file's header (the pixels are not decoded).
+
+    For PNG only EXIF data stored before the pixels is seen (``img.getexif()`` would read the whole file
+    to look for it after them, hundreds of times slower); cameras and editors write it before.
+    """
+    name = str(path)
+    with _open(path, name) as img:
+        width, height = img.size
+        try:
+            if img.format == "PNG":
+                raw = img.info.get("exif")
+                exif = Image.Exif()
+                if raw:
+                    exif.load(raw)
+            else:
+                exif = img.getexif()
+            orientation = exif.get(0x0112, 1)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageError(f"{name}: cannot read the header ({e})") from None
+    # Orientations 5-8 transpose the image.
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def read_image(path: str | os.PathLike[str]) -> Tensor:
+    """Decode an image file into float ``[3, H, W]`` RGB in 0..1 (see the module docstring)."""
+    return _decode(_open(path, str(path)), str(path))
+
+
+def read_image_bytes(data: bytes, name: str) -> Tensor:
+    """Like :func:`read_image`, from encoded bytes (e.g. LabelMe's embedded ``imageData``)."""
+    return _decode(_open(data, name), name)
+
+
+def _decode(img: Image.Image, name: str) -> Tensor:
+    try:
+        with img, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_tensor(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{name}: cannot decode ({e})") from None
+
+
+def _to_tensor(img: Image.Image) -> Tensor:
+    mode = img.mode
+    if mode in _INTEGER_RANGES or mode == "I":
+        array = np.asarray(img, dtype=np.float64)
+        # "I" holds 32-bit integers; files that use it (e.g. 16-bit PNGs opened by older Pillow) rarely
+        # exceed 16 bits, so scale by 65535 unless the data is larger.
+        top = _INTEGER_RANGES.get(mode, 65535.0 if array.max(initial=0) <= 65535 else float(2**32 - 1))
+        grey = torch.from_numpy(array / top).float().clamp_(0, 1)
+        return grey[None].expand(3, -1, -1).contiguous()
+    if mode == "F":
+        grey = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).clamp_(0, 1)
+        return grey[None].expand(3, -1, -1).contiguous()
+    if mode != "RGB":
+        # Palette images may carry transparency: go through RGBA so the palette's colours are kept, then
+        # drop alpha. Grey, CMYK, YCbCr, LAB and HSV convert directly.
+        if mode in ("P", "PA"):
+            img = img.convert("RGBA")
+        img = img.convert("RGB")
+    array = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has one of the image suffixes this project reads."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES

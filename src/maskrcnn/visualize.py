@@ -1,0 +1,179 @@
+"""Pictures: instances over images (ground truth or detections), grids, anchors, and the colour splash.
+
+Everything draws with Pillow on 8-bit RGB images and returns ``PIL.Image.Image`` objects; inputs are the
+project's tensors (image float ``[3, H, W]`` in 0..1, boxes xyxy pixels, masks ``[N, H, W]``).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+__all__ = [
+    "color_splash",
+    "draw_anchors",
+    "draw_instances",
+    "image_grid",
+    "random_colors",
+    "to_pil",
+]
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """Float ``[3, H, W]`` (0..1) -> 8-bit RGB image."""
+    array = (image.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def random_colors(count: int, *, seed: int = 0, bright: bool = True) -> list[tuple[int, int, int]]:
+    """``count`` distinct colours: evenly spaced hues, shuffled so that neighbours differ."""
+    value = 1.0 if bright else 0.7
+    colors = [colorsys.hsv_to_rgb(i / max(count, 1), 1.0, value) for i in range(count)]
+    order = np.random.default_rng(seed).permutation(count)
+    return [tuple(int(c * 255) for c in colors[i]) for i in order]  # type: ignore[misc]
+
+
+def _outline(mask: Tensor) -> Tensor:
+    """Boundary pixels of a ``[H, W]`` binary mask (the mask minus its 3x3 erosion)."""
+    m = mask.float()[None, None]
+    eroded = -F.max_pool2d(-m, kernel_size=3, stride=1, padding=1)
+    return (m - eroded)[0, 0] > 0
+
+
+def draw_instances(
+    image: Tensor,
+    *,
+    boxes: Tensor | None = None,
+    masks: Tensor | None = None,
+    labels: Tensor | None = None,
+    scores: Tensor | None = None,
+    class_names: Sequence[str] = (),
+    colors: Sequence[tuple[int, int, int]] | None = None,
+    alpha: float = 0.5,
+    mask_threshold: float = 0.5,
+) -> Image.Image:
+    """Translucent masks with outlines, boxes, and captions ``"class score"`` over an image.
+
+    Args:
+        image: float ``[3, H, W]`` in 0..1.
+        boxes: ``[N, 4]`` xyxy pixels.
+        masks: ``[N, H, W]`` or ``[N, 1, H, W]``, binary or probabilities (thresholded at ``mask_threshold``).
+        labels: ``int64 [N]``, 1-based indices into ``class_names``.
+        scores: ``[N]`` detection scores (shown with two decimals).
+        class_names: names of labels 1..K.
+        colors: one RGB colour per instance (default: :func:`random_colors`).
+        alpha: mask opacity.
+    """
+    n = next((len(t) for t in (boxes, masks, labels) if t is not None), 0)
+    colors = list(colors) if colors is not None else random_colors(n)
+    base = image.detach().float().cpu().clone()
+    if masks is not None and n:
+        binary = masks.reshape(n, *masks.shape[-2:]).detach().cpu().float() >= mask_threshold
+        for k in range(n):
+            color = torch.tensor(colors[k], dtype=torch.float32)[:, None] / 255.0
+            inside = binary[k]
+            base[:, inside] = base[:, inside] * (1 - alpha) + color * alpha
+            edge = _outline(binary[k])
+            base[:, edge] = color
+    picture = to_pil(base)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    for k in range(n):
+        color = tuple(colors[k])
+        if boxes is not None:
+            x1, y1, x2, y2 = (float(v) for v in boxes[k])
+            draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=color, width=1)
+            anchor_xy = (x1 + 2, y1 + 1)
+        elif masks is not None:
+            ys, xs = torch.where(binary[k])
+            anchor_xy = (float(xs.min()) if len(xs) else 0.0, float(ys.min()) if len(ys) else 0.0)
+        else:
+            continue
+        caption = []
+        if labels is not None:
+            label = int(labels[k])
+            caption.append(class_names[label - 1] if 0 < label <= len(class_names) else str(label))
+        if scores is not None:
+            caption.append(f"{float(scores[k]):.2f}")
+        if caption:
+            text = " ".join(caption)
+            left, top, right, bottom = draw.textbbox(anchor_xy, text, font=font)
+            draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0))
+            draw.text(anchor_xy, text, fill=color, font=font)
+    return picture
+
+
+def image_grid(
+    pictures: Sequence[Image.Image], *, columns: int = 4, titles: Sequence[str] | None = None, cell: int = 256
+) -> Image.Image:
+    """Tile pictures (each scaled to fit a ``cell``-pixel square, aspect kept) with optional titles."""
+    font = ImageFont.load_default()
+    title_height = 14 if titles else 0
+    rows = max(1, -(-len(pictures) // columns))
+    grid = Image.new("RGB", (columns * cell, rows * (cell + title_height)), (32, 32, 32))
+    draw = ImageDraw.Draw(grid)
+    for i, pic in enumerate(pictures):
+        scale = cell / max(pic.size)
+        thumb = pic.resize(
+            (max(1, round(pic.width * scale)), max(1, round(pic.height * scale))), Image.BILINEAR
+        )
+        x, y = (i % columns) * cell, (i // columns) * (cell + title_height)
+        grid.paste(thumb, (x + (cell - thumb.width) // 2, y + title_height + (cell - thumb.height) // 2))
+        if titles:
+            draw.text((x + 2, y + 1), titles[i][: cell // 6], fill=(230, 230, 230), font=font)
+    return grid
+
+
+def draw_anchors(
+    image: Tensor,
+    anchors: Sequence[Tensor],
+    *,
+    positive: Tensor | None = None,
+    gt_boxes: Tensor | None = None,
+) -> Image.Image:
+    """Anchors over an image: per level, those at the location nearest the centre (one colour per level),
+    the anchors matched to objects (``positive``, green) and the ground-truth boxes (white).
+
+    Args:
+        image: float ``[3, H, W]``, in the coordinates of the anchors (the resized image).
+        anchors: per level ``[A_l, 4]`` anchors.
+        positive: ``[P, 4]`` anchors labelled positive.
+        gt_boxes: ``[G, 4]`` ground-truth boxes.
+    """
+    picture = to_pil(image)
+    draw = ImageDraw.Draw(picture)
+    h, w = image.shape[-2:]
+    centre = torch.tensor([w / 2, h / 2])
+    for color, level in zip(random_colors(len(anchors), seed=1), anchors, strict=False):
+        centres = (level[:, :2] + level[:, 2:]) / 2
+        nearest = (centres - centre).abs().sum(dim=1)
+        for box in level[nearest == nearest.min()]:
+            draw.rectangle([float(v) for v in box], outline=color, width=1)
+    for box in positive if positive is not None else []:
+        draw.rectangle([float(v) for v in box], outline=(0, 255, 0), width=1)
+    for box in gt_boxes if gt_boxes is not None else []:
+        draw.rectangle([float(v) for v in box], outline=(255, 255, 255), width=2)
+    return picture
+
+
+def color_splash(image: Tensor, masks: Tensor, *, threshold: float = 0.5) -> Tensor:
+    """Grey image with the original colours kept inside the masks (the classic "color splash").
+
+    Args:
+        image: float ``[3, H, W]`` in 0..1.
+        masks: ``[N, H, W]`` or ``[N, 1, H, W]`` binary masks or probabilities.
+
+    Returns:
+        float ``[3, H, W]``.
+    """
+    grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).expand_as(image)
+    if masks.numel() == 0:
+        return grey.clone()
+    inside = (masks.reshape(-1, *masks.shape[-2:]) >= threshold).any(dim=0)
+    return torch.where(inside, image, grey)

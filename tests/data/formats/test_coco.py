@@ -1,0 +1,262 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from maskrcnn.data import DataError, ImageError, load_dataset
+from maskrcnn.data.formats.coco import CocoDataset
+
+from .writers_a import messages, truncate, write_image, write_json
+
+W, H = 20, 16
+
+
+def _categories():
+    # Non-contiguous and out of order on purpose: labels follow increasing id.
+    return [
+        {"id": 7, "name": "cat"},
+        {"id": 1, "name": "person"},
+        {"id": 90, "name": "zebra"},
+    ]
+
+
+def _dataset(tmp_path, images, annotations, categories=None, **options):
+    path = write_json(
+        tmp_path / "train.json",
+        {"images": images, "annotations": annotations, "categories": categories or _categories()},
+    )
+    return CocoDataset(path, **options)
+
+
+def test_polygons_rle_kinds_crowd_and_category_mapping(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    blob = np.zeros((H, W), dtype=np.uint8)
+    blob[1:3, 14:19] = 1  # rows 1..2, columns 14..18
+    compressed = coco_mask.encode(np.asfortranarray(blob))
+    compressed["counts"] = compressed["counts"].decode("ascii")
+    # Uncompressed RLE runs go down the columns, zeros first: 15 * 16 + 4 zeros reach column 15, row 4;
+    # then 6 ones (rows 4..9) and the remaining 320 - 250 zeros.
+    crowd = {"size": [H, W], "counts": [15 * 16 + 4, 6, 70]}
+    anns = [
+        {
+            "id": 11,
+            "image_id": 5,
+            "category_id": 7,
+            "segmentation": [[2, 3, 6, 3, 6, 8, 2, 8], [10, 10, 12, 10, 12, 12, 10, 12]],
+            "iscrowd": 0,
+        },
+        {"id": 12, "image_id": 5, "category_id": 90, "segmentation": compressed, "iscrowd": 0},
+        {"id": 13, "image_id": 5, "category_id": 1, "segmentation": crowd, "iscrowd": 1},
+    ]
+    ds = _dataset(tmp_path, [{"id": 5, "file_name": "a.png", "height": H, "width": W}], anns)
+    assert ds.class_names == ["person", "cat", "zebra"]
+    assert ds.category_ids == [1, 7, 90]
+    assert ds.num_classes == 4
+    assert ds.problems == []
+    assert ds.records[0].image_id == 5
+    assert ds.records[0].extra == {"file_name": "a.png"}
+
+    image, target = ds[0]
+    assert image.shape == (3, H, W)
+    assert target["labels"].tolist() == [2, 3, 1]
+    assert target["iscrowd"].tolist() == [0, 0, 1]
+    assert target["image_id"].item() == 5
+    expected = torch.zeros((3, H, W), dtype=torch.uint8)
+    expected[0, 3:8, 2:6] = 1  # the rectangle (2, 3)-(6, 8): pixels x 2..5, y 3..7
+    expected[0, 10:12, 10:12] = 1  # second part: pixels x 10..11, y 10..11
+    expected[1, 1:3, 14:19] = 1
+    expected[2, 4:10, 15] = 1
+    assert torch.equal(target["masks"], expected)
+    assert target["area"].tolist() == [20 + 4, 10, 6]
+    assert target["boxes"].tolist() == [[2, 3, 12, 12], [14, 1, 19, 3], [15, 4, 16, 10]]
+    # Crowd regions are not instances to sample by class.
+    assert ds.instance_labels(0) == [2, 3]
+
+
+def test_load_dataset_negatives_and_sub_folders(tmp_path):
+    write_image(tmp_path / "imgs" / "train" / "b.png", 8, 6)
+    write_image(tmp_path / "imgs" / "c.png", 8, 6)
+    path = write_json(
+        tmp_path / "ann" / "instances.json",
+        {
+            "images": [
+                {"id": 1, "file_name": "train/b.png", "height": 6, "width": 8},
+                {"id": 2, "file_name": "c.png", "height": 6, "width": 8},
+            ],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 3, "segmentation": [[1, 1, 4, 1, 4, 3, 1, 3]]},
+            ],
+            "categories": [{"id": 3, "name": "thing"}],
+        },
+    )
+    ds = load_dataset("coco", path, image_dir=tmp_path / "imgs")
+    assert isinstance(ds, CocoDataset)
+    assert len(ds) == 2
+    assert ds.category_ids == [3]
+    assert ds.class_names == ["thing"]
+    _, target = ds[0]
+    assert target["boxes"].tolist() == [[1, 1, 4, 3]]
+    assert target["labels"].tolist() == [1]
+    # The image without annotations stays, as a negative.
+    image, target = ds[1]
+    assert image.shape == (3, 6, 8)
+    assert target["masks"].shape == (0, 6, 8)
+    assert target["boxes"].shape == (0, 4)
+    assert ds.problems == []
+    assert "1 without objects" in ds.summary()
+
+
+def test_each_problem_is_reported_with_file_image_and_annotation(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    write_image(tmp_path / "wrong_size.png", 10, 10)
+    truncate(write_image(tmp_path / "broken.png", W, H), 12)
+    square = [[2, 2, 8, 2, 8, 8, 2, 8]]
+    images = [
+        {"id": 1, "file_name": "a.png", "height": H, "width": W},
+        {"id": 1, "file_name": "dup.png", "height": H, "width": W},
+        {"id": 2, "file_name": "missing.png", "height": H, "width": W},
+        {"id": 3, "file_name": "wrong_size.png", "height": H, "width": W},
+        {"id": 4, "file_name": "broken.png", "height": H, "width": W},
+    ]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 7, "segmentation": square},  # fine
+        {"id": 1, "image_id": 1, "category_id": 7, "segmentation": square},  # duplicate id
+        {"id": 2, "image_id": 99, "category_id": 7, "segmentation": square},  # unknown image
+        {"id": 3, "image_id": 1, "category_id": 8, "segmentation": square},  # unknown category
+        {"id": 4, "image_id": 1, "category_id": 7, "bbox": [1, 1, 3, 3]},  # no segmentation
+        {"id": 17, "image_id": 1, "category_id": 7, "segmentation": [[1, 1, 5, 5]]},  # 2 points
+        {"id": 18, "image_id": 1, "category_id": 7, "segmentation": [[1, 1, 5, 1, 9, 1]]},  # no area
+        {"id": 19, "image_id": 1, "category_id": 7, "segmentation": [[30, 30, 40, 30, 40, 40]]},  # outside
+        {"id": 20, "image_id": 1, "category_id": 7, "segmentation": {"size": [5, 5], "counts": [3, 2, 20]}},
+        {"id": 21, "image_id": 2, "category_id": 7, "segmentation": square},  # image missing: not repeated
+        {
+            "id": 22,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [[-5, 2, 8, 2, 8, 8, -5, 8]],
+        },  # partly out
+    ]
+    ds = _dataset(tmp_path, images, anns)
+    errors = messages(ds)
+    src = str(tmp_path / "train.json")
+    expected = [
+        f"error: {src}, image dup.png: duplicate image id 1 (first used by a.png)",
+        f"error: {src}, image missing.png: image file not found: {tmp_path / 'missing.png'}",
+        f"error: {src}, image wrong_size.png: image is 10x10 but the annotations say {W}x{H}",
+        f"error: {src}, image broken.png: ",
+        f"error: {src}, image a.png, annotation 1: duplicate annotation id 1",
+        f"error: {src}, annotation 2: image_id 99 is not in 'images'",
+        f"error: {src}, image a.png, annotation 3: unknown category_id 8 (categories: [1, 7, 90])",
+        f"error: {src}, image a.png, annotation 4: no segmentation (bbox only)",
+        f"error: {src}, image a.png, annotation 17: polygon part 0 has 2 points",
+        f"error: {src}, image a.png, annotation 18: zero-area instance",
+        f"error: {src}, image a.png, annotation 19: polygon lies outside the {W}x{H} image",
+        f"error: {src}, image a.png, annotation 20: RLE size [5, 5] differs from the image size [{H}, {W}]",
+    ]
+    assert len(errors) == len(expected)
+    for message, start in zip(errors, expected, strict=True):
+        assert message.startswith(start), (message, start)
+    assert "not an image" in errors[3] or "cannot open" in errors[3]
+    assert messages(ds, "warning") == [
+        f"warning: {src}, image a.png, annotation 22: coordinates outside the {W}x{H} image "
+        "(x -5.0..8.0, y 2.0..8.0); clipped"
+    ]
+    # What is left: the one good image with its two good instances.
+    assert [r.ref for r in ds.records] == ["a.png"]
+    assert [a.ref for a in ds.records[0].annotations] == ["annotation 1", "annotation 22"]
+    assert "skipped 8 instances and 4 images" in ds.summary()
+
+    with pytest.raises(DataError, match=r"train\.json, image dup\.png: duplicate image id 1"):
+        _dataset(tmp_path, images, anns, strict=True)
+
+
+def test_strict_raises_on_an_annotation_error(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    images = [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
+    anns = [{"id": 17, "image_id": 1, "category_id": 7, "segmentation": [[1, 1, 5, 5]]}]
+    with pytest.raises(DataError, match=r"image a\.png, annotation 17: polygon part 0 has 2 points"):
+        _dataset(tmp_path, images, anns, strict=True)
+    assert len(_dataset(tmp_path, images, anns).records[0].annotations) == 0
+
+
+def test_check_images_false_trusts_the_json(tmp_path):
+    images = [{"id": 1, "file_name": "not_there.png", "height": H, "width": W}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 7, "segmentation": [[2, 2, 8, 2, 8, 8]]}]
+    ds = _dataset(tmp_path, images, anns, check_images=False)
+    assert ds.problems == []
+    assert len(ds) == 1
+    assert ds.image_size(0) == (H, W)
+    with pytest.raises(ImageError, match=r"not_there\.png"):
+        ds[0]
+
+
+def test_image_truncated_past_its_header_fails_when_loaded(tmp_path):
+    # The header check at load cannot see missing pixel data; decoding does, with the file named.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "half.jpg"
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path, quality=95)
+    truncate(path, path.stat().st_size // 2)  # the headers take ~600 bytes of ~30 kB
+    ds = _dataset(tmp_path, [{"id": 1, "file_name": "half.jpg", "height": 96, "width": 128}], [])
+    assert ds.problems == []
+    with pytest.raises(ImageError, match=r"half\.jpg"):
+        ds[0]
+
+
+def test_flat_polygon_is_read_with_a_warning_and_sizes_come_from_the_file(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    images = [{"id": 1, "file_name": "a.png"}]  # no size in the JSON: taken from the file
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [2, 3, 6, 3, 6, 8, 2, 8]}]
+    ds = _dataset(tmp_path, images, anns)
+    assert (ds.records[0].height, ds.records[0].width) == (H, W)
+    assert messages(ds, "warning") == [
+        f"warning: {tmp_path / 'train.json'}, image a.png, annotation 1: segmentation is a flat list of "
+        "numbers; read as one polygon"
+    ]
+    _, target = ds[0]
+    assert target["boxes"].tolist() == [[2, 3, 6, 8]]
+    assert target["area"].item() == 4 * 5
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"images": [', r"not valid JSON \(line 1, column 13"),
+        ('[{"image_id": 1, "score": 0.5}]', r"a list \(a results file\?\).*expected a COCO instances"),
+        ('{"images": [], "categories": [{"id": 1}]}', r"categories\[0\]"),
+        (
+            '{"images": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
+            "duplicate category",
+        ),
+        ('{"images": [], "annotations": {}, "categories": []}', "'annotations' is dict"),
+    ],
+)
+def test_malformed_files_raise(tmp_path, text, match):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"bad\.json: .*" + match):
+        CocoDataset(path)
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        CocoDataset(tmp_path / "nope.json")
+
+
+def test_categories_by_id_and_iscrowd_polygon(tmp_path):
+    write_image(tmp_path / "a.png", 40, 40)
+    r = 10.0
+    circle = [
+        v
+        for k in range(64)
+        for v in (20 + r * math.cos(k * math.pi / 32), 20 + r * math.sin(k * math.pi / 32))
+    ]
+    anns = [{"id": 1, "image_id": 1, "category_id": 90, "segmentation": [circle], "iscrowd": 1}]
+    ds = _dataset(tmp_path, [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}], anns)
+    _, target = ds[0]
+    assert target["labels"].tolist() == [3]
+    assert target["iscrowd"].tolist() == [1]
+    assert ds.category_ids[target["labels"].item() - 1] == 90
+    assert abs(target["area"].item() - math.pi * r * r) < 0.02 * math.pi * r * r

@@ -1,0 +1,172 @@
+"""YOLO segmentation reader (Ultralytics layout) on data YAMLs, images and label files written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskrcnn.data import DataError, load_dataset
+from maskrcnn.data.formats.yolo import YoloDataset, label_path
+
+from .writers_b import rgb
+
+# Powers of two: normalised coordinates are exact in binary, so pixels come back exactly.
+H, W = 16, 32
+# The rectangle x 3..10, y 2..6 (pixel edges): rows 2..5 and columns 3..9, box (3, 2, 10, 6).
+RECT = f"{3 / W} {2 / H} {10 / W} {2 / H} {10 / W} {6 / H} {3 / W} {6 / H}"
+TRIANGLE = f"0 0 {8 / W} 0 0 {8 / H}"
+
+
+def _dataset(root: Path, labels: dict[str, str | None], split: str = "train", ext: str = ".png") -> None:
+    """Images ``root/images/<split>/<name><ext>`` and, unless ``None``, their label files."""
+    for k, (name, text) in enumerate(labels.items()):
+        rgb(root / "images" / split / f"{name}{ext}", H, W, seed=k)
+        if text is not None:
+            label = root / "labels" / split / f"{name}.txt"
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text(text)
+
+
+def _yaml(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _errors(dataset) -> list:
+    return [p for p in dataset.problems if p.severity == "error"]
+
+
+def test_label_path_replaces_the_last_images_component() -> None:
+    assert label_path(Path("/d/images/train/a.jpg")) == Path("/d/labels/train/a.txt")
+    assert label_path(Path("/images/x/images/a.b.jpg")) == Path("/images/x/labels/a.b.txt")
+    assert label_path(Path("/d/pics/a.jpg")) == Path("/d/pics/a.txt")  # no images/: beside the image
+    assert label_path(Path("/d/x/images.jpg")) == Path("/d/x/images.txt")  # the file name is not a folder
+
+
+def test_yolo_folder_split_with_list_names(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": f"1 {RECT}\n\n0 {TRIANGLE}\n", "b": None, "c": ""})
+    data = _yaml(tmp_path / "data.yaml", "train: images/train\nnames: [cat, dog]\n")
+    ds = YoloDataset(data)
+    assert ds.class_names == ["cat", "dog"]
+    assert ds.problems == []
+    assert [r.ref for r in ds.records] == ["images/train/a.png", "images/train/b.png", "images/train/c.png"]
+    _, target = ds[0]
+    assert target["labels"].tolist() == [2, 1]
+    assert target["boxes"][0].tolist() == [3, 2, 10, 6]
+    expected = torch.zeros(H, W, dtype=torch.uint8)
+    expected[2:6, 3:10] = 1
+    assert torch.equal(target["masks"][0], expected)
+    assert [a.ref for a in ds.records[0].annotations] == ["line 1", "line 3"]
+    for index in (1, 2):  # no label file / an empty one: negatives
+        _, target = ds[index]
+        assert target["masks"].shape == (0, H, W)
+        assert int(target["image_id"]) == index
+
+
+def test_yolo_list_file_dict_names_and_relative_root(tmp_path: Path) -> None:
+    root = tmp_path / "datasets" / "cells"
+    _dataset(root, {"x": f"2 {RECT}\n", "y": f"0 {TRIANGLE}\n"}, split="val", ext=".jpg")
+    (root / "val.txt").write_text("./images/val/y.jpg\nimages/val/x.jpg\n\n")
+    data = _yaml(
+        tmp_path / "configs" / "cells.yaml",
+        "path: ../datasets/cells\ntrain: val.txt\nval: [val.txt]\nnames:\n  0: a\n  1: b\n  2: c\n",
+    )
+    ds = YoloDataset(data, split="val")
+    assert ds.class_names == ["a", "b", "c"]
+    assert [r.ref for r in ds.records] == ["images/val/y.jpg", "images/val/x.jpg"]
+    assert ds[1][1]["labels"].tolist() == [3]
+    assert ds[1][1]["boxes"].tolist() == [[3, 2, 10, 6]]  # JPEG pixels, but labels are exact
+    ds = load_dataset("yolo", data)  # train: the same list, as a single entry
+    assert len(ds) == 2
+
+
+def test_yolo_list_of_folders_and_absent_path(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": f"0 {RECT}\n"}, split="one")
+    _dataset(tmp_path, {"b": f"0 {RECT}\n"}, split="two")
+    data = _yaml(tmp_path / "d.yaml", "train: [images/one, images/two]\nnc: 1\n")
+    ds = YoloDataset(data)
+    assert ds.class_names == ["class_0"]
+    assert [int(ds[i][1]["image_id"]) for i in range(2)] == [0, 1]
+    assert [r.path.name for r in ds.records] == ["a.png", "b.png"]
+
+
+def test_yolo_bad_lines_are_instance_errors_with_line_numbers(tmp_path: Path) -> None:
+    lines = [
+        f"0 {RECT}",  # 1: fine
+        "0 0.5 0.5 0.2 0.2",  # 2: a box
+        "0 0.1 0.1 0.2 0.2 0.3",  # 3: odd
+        "0 0.1 0.1 0.2 0.2",  # 4: 2 points (4 values: a box too); see 5
+        "0 0.1 0.1",  # 5: one point
+        "0 0.1 abc 0.2 0.2 0.3 0.3",  # 6: not a number
+        f"5 {RECT}",  # 7: unknown class
+        "0 0.1 0.1 0.2 0.2 0.3 0.3",  # 8: collinear: no area
+        f"1.0 {TRIANGLE}",  # 9: fine, class written as a float
+    ]
+    _dataset(tmp_path, {"a": "\n".join(lines) + "\n"})
+    data = _yaml(tmp_path / "data.yaml", "train: images/train\nnames: [p, q]\n")
+    ds = YoloDataset(data)
+    label_file = str(tmp_path / "labels" / "train" / "a.txt")
+    errors = _errors(ds)
+    assert [p.annotation for p in errors] == [f"line {n}" for n in (2, 3, 4, 5, 6, 7, 8)]
+    assert all(p.source == label_file and p.image == "images/train/a.png" for p in errors)
+    messages = [p.message for p in errors]
+    assert "no mask" in messages[0]
+    assert "4 coordinates" in messages[0]
+    assert "odd number of coordinates (5)" in messages[1]
+    assert "1 point(s)" in messages[3]
+    assert "non-numeric value 'abc'" in messages[4]
+    assert "unknown class index 5" in messages[5]
+    assert "zero-area" in messages[6]
+    assert f"{label_file}, image images/train/a.png, line 7: " in str(errors[5])
+    assert ds[0][1]["labels"].tolist() == [1, 2]
+    assert [a.ref for a in ds.records[0].annotations] == ["line 1", "line 9"]
+    with pytest.raises(DataError, match=r"a\.txt, image images/train/a\.png, line 2: .*no mask"):
+        YoloDataset(data, strict=True)
+
+
+def test_yolo_out_of_range_points_warn_and_missing_image_in_list(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": "0 -0.5 0 1 0 1 1\n"})
+    (tmp_path / "list.txt").write_text("images/train/a.png\nimages/train/gone.png\nnotes.md\n")
+    data = _yaml(tmp_path / "data.yaml", "train: list.txt\nnames: [p]\n")
+    ds = YoloDataset(data)
+    assert len(ds) == 1
+    not_image, clipped, missing = ds.problems  # the listing, then the images in order
+    assert clipped.severity == "warning"
+    assert "clipped" in clipped.message
+    assert not_image.source == str(tmp_path / "list.txt")
+    assert not_image.annotation == "line 3"
+    assert missing.image == "images/train/gone.png"
+    assert "not found" in missing.message
+
+
+def test_yolo_yaml_problems(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": None})
+    with pytest.raises(DataError, match="no 'val' entry"):
+        YoloDataset(_yaml(tmp_path / "d1.yaml", "train: images/train\nnames: [p]\n"), split="val")
+    with pytest.raises(DataError, match=r"not a folder or a \.txt list"):
+        YoloDataset(_yaml(tmp_path / "d2.yaml", "train: images/nope\nnames: [p]\n"))
+    with pytest.raises(DataError, match=r"indices must be 0\.\.1"):
+        YoloDataset(_yaml(tmp_path / "d3.yaml", "train: images/train\nnames: {0: a, 2: b}\n"))
+    with pytest.raises(DataError, match="no 'names'"):
+        YoloDataset(_yaml(tmp_path / "d4.yaml", "train: images/train\n"))
+    with pytest.raises(DataError, match="not valid YAML"):
+        YoloDataset(_yaml(tmp_path / "d5.yaml", "train: [\n"))
+    with pytest.raises(DataError, match="not found"):
+        YoloDataset(tmp_path / "missing.yaml")
+
+
+def test_yolo_roboflow_export_layout(tmp_path: Path) -> None:
+    # Roboflow: data.yaml beside train/ and valid/, each with images/ and labels/, and "../" paths.
+    for split in ("train", "valid"):
+        rgb(tmp_path / split / "images" / "a.jpg", H, W)
+        (tmp_path / split / "labels").mkdir()
+        (tmp_path / split / "labels" / "a.txt").write_text(f"0 {RECT}\n")
+    data = _yaml(
+        tmp_path / "data.yaml", "train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['cell']\n"
+    )
+    ds = YoloDataset(data, split="val")
+    assert [r.ref for r in ds.records] == ["valid/images/a.jpg"]
+    assert ds[0][1]["boxes"].tolist() == [[3, 2, 10, 6]]
