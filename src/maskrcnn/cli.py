@@ -204,6 +204,81 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# Training
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """The run's config: a preset or a file, then the command-line settings, then --set overrides."""
+    from maskrcnn.config import load_config, override, preset
+
+    if args.preset and args.config:
+        raise SystemExit("maskrcnn train: give --preset or --config, not both")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "shapes")
+    assignments: dict[str, Any] = {}
+    if args.format:
+        assignments["data.format"] = args.format
+    if args.data:
+        assignments["data.train"] = args.data
+    if args.val_data:
+        assignments["data.val"] = args.val_data
+    if args.weights and args.weights != "last":
+        assignments["train.weights"] = args.weights
+    if args.layers:
+        assignments["train.layers"] = args.layers
+    if args.device:
+        assignments["train.device"] = args.device
+    assignments.update(_parse_assignments(args.set, "--set"))
+    return override(cfg, assignments)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from maskrcnn.data import DataError, ImageError
+    from maskrcnn.engine.train import TrainingError, train
+
+    resume = args.resume or args.weights == "last"
+    try:
+        if resume:
+            from maskrcnn.config import load_config, override
+
+            # The run's own config; --set may still change what is safe to change (e.g. train.epochs).
+            cfg = override(load_config(Path(args.out) / "config.yaml"), _parse_assignments(args.set, "--set"))
+        else:
+            cfg = _run_config(args)
+        result = train(cfg, args.out, resume=resume)
+    except (TrainingError, DataError, ImageError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _print_result(result)
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def _print_result(result: Any) -> None:
+    lines = [f"{result.stopped}: {result.steps} steps, run directory {result.run_dir}"]
+    for section, name in (("bbox", "box"), ("segm", "mask")):
+        values = result.metrics.get(section)
+        if values:
+            keys = ("AP", "AP50", "AP75")
+            lines.append(
+                f"  {name:4s} "
+                + "  ".join(f"{k} {values[k] if values[k] is not None else 0:.3f}" for k in keys)
+            )
+    print("\n".join(lines))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from maskrcnn.engine.demo import run_demo
+    from maskrcnn.engine.train import TrainingError
+
+    try:
+        summary = run_demo(args.out, _parse_assignments(args.set, "--set"), resume=args.resume)
+    except (TrainingError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser, *, format_flag: str = "--format") -> None:
     from maskrcnn.data.formats import FORMATS
 
@@ -271,6 +346,84 @@ def build_parser() -> argparse.ArgumentParser:
         "--set transform.min_size=128",
     )
     data.set_defaults(func=_cmd_inspect_data)
+
+    train = sub.add_parser(
+        "train",
+        help="train a model (from scratch or from weights you have)",
+        description="Train Mask R-CNN. The run directory (--out) receives config.yaml, log.jsonl, "
+        "last/best checkpoints (.safetensors with the config and class names beside them), the training "
+        "state for --resume, loss_curve.png and the final validation report (metrics.json).",
+    )
+    train.add_argument(
+        "--preset", choices=["shapes", "coco", "balloon"], help="a starting config (default shapes)"
+    )
+    train.add_argument("--config", help="a YAML config file (e.g. a run's config.yaml)")
+    train.add_argument("--data", help="the training data (what the format reads)")
+    train.add_argument("--val-data", help="the validation data")
+    train.add_argument("--format", help="the data format (default: the preset's)")
+    train.add_argument(
+        "--weights",
+        help="initial weights: a .safetensors checkpoint, a torchvision .pth, an ImageNet ResNet "
+        ".pth, or 'last' to resume the run in --out",
+    )
+    train.add_argument("--layers", choices=["heads", "3+", "4+", "5+", "all"], help="which layers train")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out exactly where it stopped"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.01 --set data.batch_size=4 (repeatable)",
+    )
+    train.add_argument("--out", required=True, help="the run directory")
+    train.set_defaults(func=_cmd_train)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the demo: train a small model on synthetic shapes and evaluate it (CPU, minutes)",
+        description="Generate the shapes data, train a small Mask R-CNN from scratch, evaluate it on "
+        "held-out shapes and write the model, metrics.json, the loss curve and prediction pictures to --out.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="the output folder (default runs/demo)")
+    demo.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    demo.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the shapes preset"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    from maskrcnn.engine.evaluate import add_evaluate_arguments
+    from maskrcnn.engine.predict import add_predict_arguments, add_splash_arguments, run_predict, run_splash
+
+    add_evaluate_arguments(
+        sub.add_parser(
+            "evaluate",
+            help="COCO box and mask AP of a checkpoint on a dataset",
+            description="Evaluate a checkpoint with the COCO metrics (pycocotools): DIR/metrics.json, "
+            "per-class tables, results.json (RLE masks, original category ids), a precision-recall plot and "
+            "a confusion matrix.",
+        )
+    )
+
+    predict = sub.add_parser(
+        "predict",
+        help="detect objects in images, folders, globs and videos",
+        description="Run a trained model on an image, a folder, a glob or a video: overlay pictures "
+        "(masks, boxes, class names, scores), results.json (COCO results with RLE masks) and optionally one "
+        "PNG per instance mask.",
+    )
+    add_predict_arguments(predict)
+    predict.set_defaults(func=run_predict)
+    splash = sub.add_parser(
+        "splash",
+        help="the color splash effect: grey image, colour kept inside the detected masks",
+        description="Color splash on images and videos: the picture turns grey except inside the objects "
+        "the model finds.",
+    )
+    add_splash_arguments(splash)
+    splash.set_defaults(func=run_splash)
 
     convert = sub.add_parser(
         "convert",

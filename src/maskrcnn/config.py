@@ -1,31 +1,47 @@
-"""Model configuration: nested dataclasses, plain-dict round trip, ``key=value`` overrides.
+"""Configuration: nested dataclasses, presets, YAML files, ``key=value`` overrides.
 
-Configuration stays at the edge: modules take typed keyword arguments, and only
-:func:`maskrcnn.modeling.build_model` reads a :class:`ModelConfig`. The defaults are those of
-torchvision's ``maskrcnn_resnet50_fpn`` (COCO, 91 classes), so a default config builds the model that
-torchvision's COCO checkpoints were trained with, except the backbone normalisation, which is frozen
-BatchNorm (what fine-tuning from pretrained weights wants).
+A run's :class:`Config` has four sections: ``model`` (:class:`ModelConfig`), ``data``, ``train`` and
+``eval``. Configuration stays at the edge: modules take typed keyword arguments, only
+:func:`maskrcnn.modeling.build_model` reads a :class:`ModelConfig` and only the training engine reads the
+rest. The model defaults are those of torchvision's ``maskrcnn_resnet50_fpn`` (COCO, 91 classes), so a
+default config builds the model that torchvision's COCO checkpoints were trained with, except the backbone
+normalisation, which is frozen BatchNorm (what fine-tuning from pretrained weights wants).
+
+Presets (:data:`PRESETS`, ``maskrcnn train --preset NAME``): ``shapes`` (the demo: a small model trained
+from scratch on synthetic shapes, on a CPU), ``coco`` (torchvision's ResNet-50-FPN recipe) and ``balloon``
+(fine-tuning COCO weights on a small dataset of one class, as in the classic balloon sample).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "PRESETS",
     "AnchorConfig",
+    "AugmentConfig",
     "BackboneConfig",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
     "ModelConfig",
     "RPNConfig",
     "RoIHeadsConfig",
+    "TrainConfig",
     "TransformConfig",
     "config_from_dict",
     "config_to_dict",
+    "load_config",
     "override",
+    "preset",
+    "save_config",
 ]
 
 NORMS = ("frozen_bn", "bn", "syncbn", "gn", "none")
@@ -206,6 +222,291 @@ def validate(cfg: ModelConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Data, training and evaluation
+
+LAYERS = {"heads": 0, "5+": 1, "4+": 2, "3+": 3, "all": 5}
+"""``train.layers`` (the classic samples' names) -> backbone stages trained: ``heads`` trains the FPN,
+RPN and RoI heads only; ``3+`` also ResNet stages 3-5 (``layer2``-``layer4``); ``all`` everything."""
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (see ``maskrcnn.data.transforms``); all off but horizontal flips by default.
+
+    Attributes:
+        hflip: probability of a horizontal flip.
+        vflip: probability of a vertical flip (for top-down imagery: microscopy, aerial).
+        rot90: probability of a 90-degree rotation.
+        scale_jitter: ``(min, max)`` factor of a random resize before the model's own resizing.
+        large_scale_jitter: output size of large-scale jitter (resize by 0.1..2 and crop or pad to it).
+        crop: smallest side fraction of a random crop (instances cut by it are clipped).
+        color_jitter: strength of brightness, contrast and saturation jitter (hue: a quarter of it).
+        copy_paste: probability of pasting another training image's objects on top.
+    """
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rot90: float = 0.0
+    scale_jitter: tuple[float, float] | None = None
+    large_scale_jitter: int | None = None
+    crop: float | None = None
+    color_jitter: float = 0.0
+    copy_paste: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is batched.
+
+    Attributes:
+        format: a reader name (``coco``, ``via``, ``labelme``, ``instance-png``, ``mask-dirs``, ``yolo``,
+            ``shapes``).
+        train: what the reader reads for training (JSON, folder, data YAML; nothing for ``shapes``).
+        val: the same for validation (optional: without it, no validation).
+        train_options: reader options for the training data (e.g. ``{"image_dir": "images"}``).
+        val_options: reader options for the validation data.
+        batch_size: images per optimizer step (before gradient accumulation), per process.
+        num_workers: data-loading processes.
+        aspect_ratio_grouping: batch portrait and landscape images apart (less padding).
+        repeat_factor_threshold: oversample images of rare classes (LVIS repeat-factor sampling, e.g. 0.1).
+        strict: stop at the first data error instead of skipping (and counting) bad instances and images.
+    """
+
+    format: str = "coco"
+    train: str | None = None
+    val: str | None = None
+    train_options: dict[str, Any] = field(default_factory=dict)
+    val_options: dict[str, Any] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 2
+    num_workers: int = 0
+    aspect_ratio_grouping: bool = True
+    repeat_factor_threshold: float | None = None
+    strict: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation.
+
+    Attributes:
+        epochs: passes over the training data.
+        max_steps: stop after this many optimizer steps (smoke runs, tests), whatever ``epochs`` says.
+        optimizer: ``sgd`` (with momentum) or ``adamw``.
+        lr: peak learning rate. For SGD the usual rule is linear in the global batch: 0.02 for 16 images.
+        momentum: SGD momentum (AdamW: beta1).
+        weight_decay: decoupled for AdamW, L2 for SGD; not applied to norms and biases.
+        schedule: ``multistep`` (``lr * gamma`` at each milestone), ``cosine`` (to ``lr * min_lr``) or
+            ``constant``, after a linear warmup from ``lr * warmup_factor`` over ``warmup_steps``.
+        milestones: fractions of the total steps where ``multistep`` decays.
+        gamma: the decay of ``multistep``.
+        min_lr: the final fraction of ``cosine``.
+        warmup_steps: steps of linear warmup.
+        warmup_factor: the fraction of ``lr`` warmup starts from.
+        clip_grad_norm: clip the global gradient norm to this (``None``: no clipping).
+        accumulate: batches whose gradients add up to one optimizer step.
+        ema: decay of an exponential moving average of the weights (e.g. 0.999; ``None``: off), used
+            for validation and the saved checkpoints.
+        amp: mixed precision: ``off``, ``bf16``, ``fp16`` (CUDA, with loss scaling) or ``auto`` (bf16 on
+            CUDA devices that support it, else fp16 on CUDA; off on the CPU, where it rarely pays).
+        layers: which backbone stages train (``heads``, ``5+``, ``4+``, ``3+``, ``all``), overriding
+            ``model.backbone.trainable_layers``; ``None`` keeps it.
+        weights: initial weights: a project checkpoint, a torchvision detection ``.pth`` or an ImageNet
+            ResNet ``.pth``.
+        seed: seeds the initialisation, the data order and the augmentation.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        threads: CPU threads for torch (``None``: torch's default).
+        log_every: steps between log lines.
+        patience: stop after this many validations without improving ``best_metric`` (``None``: never).
+        best_metric: validation metric that picks the ``best`` checkpoint (``segm.AP``, ``bbox.AP50``,
+            ... or ``val_loss``).
+        checkpoint_every: also save ``last`` every this many steps (``None``: at the end of each epoch).
+    """
+
+    epochs: int = 12
+    max_steps: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "multistep"
+    milestones: tuple[float, ...] = (8 / 12, 11 / 12)
+    gamma: float = 0.1
+    min_lr: float = 0.01
+    warmup_steps: int = 500
+    warmup_factor: float = 0.001
+    clip_grad_norm: float | None = None
+    accumulate: int = 1
+    ema: float | None = None
+    amp: str = "auto"
+    layers: str | None = None
+    weights: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    log_every: int = 20
+    patience: int | None = None
+    best_metric: str = "segm.AP"
+    checkpoint_every: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    """Validation during training (and ``maskrcnn evaluate``).
+
+    Attributes:
+        batch_size: images per model call.
+        every_epochs: validate every this many epochs (and after the last).
+        max_images: validate on the first this many validation images only (``None``: all).
+        loss: also compute the validation loss.
+    """
+
+    batch_size: int = 2
+    every_epochs: int = 1
+    max_images: int | None = None
+    loss: bool = True
+
+
+@dataclass
+class Config:
+    """A whole run: the model, its data, the optimisation and the validation."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        validate_run(self)
+
+
+def validate_run(cfg: Config) -> None:
+    """Raise ``ValueError`` naming the field for settings the trainer cannot use."""
+    t, d = cfg.train, cfg.data
+    problems = []
+    if t.optimizer not in ("sgd", "adamw"):
+        problems.append(f"train.optimizer={t.optimizer!r} (sgd or adamw)")
+    if t.schedule not in ("multistep", "cosine", "constant"):
+        problems.append(f"train.schedule={t.schedule!r} (multistep, cosine or constant)")
+    if t.amp not in ("auto", "off", "bf16", "fp16"):
+        problems.append(f"train.amp={t.amp!r} (auto, off, bf16 or fp16)")
+    if t.layers is not None and t.layers not in LAYERS:
+        problems.append(f"train.layers={t.layers!r} (one of {', '.join(LAYERS)})")
+    if t.lr <= 0 or t.epochs < 1 or t.accumulate < 1 or d.batch_size < 1:
+        problems.append(
+            f"train.lr={t.lr}, train.epochs={t.epochs}, train.accumulate={t.accumulate}, "
+            f"data.batch_size={d.batch_size} must be positive"
+        )
+    if t.max_steps is not None and t.max_steps < 0:
+        problems.append(f"train.max_steps={t.max_steps}")
+    if t.ema is not None and not 0 < t.ema < 1:
+        problems.append(f"train.ema={t.ema} (a decay in (0, 1), e.g. 0.999)")
+    if problems:
+        raise ValueError("invalid config: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Presets
+
+
+def _shapes() -> Config:
+    """The demo: a narrow ResNet-18-FPN trained from scratch on 128 px synthetic shapes, on a CPU."""
+    model = ModelConfig(
+        num_classes=4,
+        backbone=BackboneConfig(
+            name="resnet18", norm="gn", gn_groups=8, trainable_layers=5, width=32, fpn_channels=64
+        ),
+        anchors=AnchorConfig(sizes=((16.0,), (32.0,), (64.0,), (128.0,), (256.0,))),
+        rpn=RPNConfig(
+            pre_nms_top_n_train=300,
+            post_nms_top_n_train=150,
+            pre_nms_top_n_test=300,
+            post_nms_top_n_test=100,
+            batch_size_per_image=64,
+        ),
+        roi_heads=RoIHeadsConfig(
+            representation_size=256,
+            mask_head_channels=(64, 64, 64, 64),
+            mask_predictor_channels=64,
+            batch_size_per_image=64,
+            detections_per_img=20,
+        ),
+        transform=TransformConfig(min_size=(128,), max_size=128),
+    )
+    data = DataConfig(
+        format="shapes",
+        train_options={"count": 4000, "seed": 0},
+        val_options={"count": 200, "seed": 1},
+        batch_size=8,
+        num_workers=0,
+    )
+    train = TrainConfig(
+        epochs=3,
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_steps=100,
+        clip_grad_norm=10.0,
+        amp="off",
+        log_every=10,
+    )
+    return Config(model=model, data=data, train=train, eval=EvalConfig(batch_size=8))
+
+
+def _coco() -> Config:
+    """torchvision's ResNet-50-FPN recipe (26 epochs, lr decays at 16 and 22), scaled to 2 images."""
+    return Config(
+        model=ModelConfig(),
+        data=DataConfig(format="coco", batch_size=2, num_workers=4, augment=AugmentConfig(hflip=0.5)),
+        train=TrainConfig(
+            epochs=26,
+            optimizer="sgd",
+            lr=0.02 * 2 / 16,  # linear scaling: 0.02 for 16 images per step
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="multistep",
+            milestones=(16 / 26, 22 / 26),
+            warmup_steps=1000,
+            warmup_factor=0.001,
+        ),
+    )
+
+
+def _balloon() -> Config:
+    """Fine-tuning COCO weights on a small one-class dataset annotated in VIA (the classic balloon
+    sample): heads only, SGD at 0.001, images up to 1024 px. Give the weights with ``--weights``."""
+    model = ModelConfig(num_classes=2, transform=TransformConfig(min_size=(800,), max_size=1024))
+    return Config(
+        model=model,
+        data=DataConfig(
+            format="via", train_options={"class_name": "balloon"}, val_options={"class_name": "balloon"}
+        ),
+        train=TrainConfig(
+            epochs=30,
+            optimizer="sgd",
+            lr=1e-3,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="constant",
+            warmup_steps=100,
+            layers="heads",
+            best_metric="segm.AP",
+        ),
+    )
+
+
+PRESETS = {"shapes": _shapes, "coco": _coco, "balloon": _balloon}
+
+
+def preset(name: str) -> Config:
+    """A fresh :class:`Config` of a preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+# ----------------------------------------------------------------------------------------------------
 # Plain-dict round trip (for JSON / YAML files and checkpoints) and key=value overrides
 
 T = TypeVar("T")
@@ -240,6 +541,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if len(value) != len(args):
             raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -293,13 +598,15 @@ def override(cfg: T, assignments: Mapping[str, Any]) -> T:
     """
     data = config_to_dict(cfg)
     for key, raw in assignments.items():
-        node = data
+        node, section = data, cfg
         parts = key.split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 raise ValueError(f"override {key!r}: {part!r} is not a section of the config")
             node = node[part]
-        if parts[-1] not in node:
+            section = getattr(section, part) if dataclasses.is_dataclass(section) else None
+        # Free-form mappings (reader options) take new keys; config sections only their own.
+        if parts[-1] not in node and dataclasses.is_dataclass(section):
             raise ValueError(f"override {key!r}: no such key; known here: {sorted(node)}")
         node[parts[-1]] = _parse_literal(raw) if isinstance(raw, str) else raw
     return config_from_dict(type(cfg), data)
@@ -318,3 +625,36 @@ def _parse_literal(text: str) -> Any:
     if lowered in ("none", "null"):
         return None
     return text
+
+
+def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a config as YAML (written to a temporary name and renamed)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
+    return path
+
+
+def load_config(path: str | os.PathLike[str], cls: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Read a YAML (or JSON) config; missing keys keep their defaults, unknown keys are errors."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return config_from_dict(cls, data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -18,7 +18,15 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "image_size", "is_image_file", "read_image", "read_image_bytes"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "image_size",
+    "is_image_file",
+    "pil_to_tensor",
+    "read_image",
+    "read_image_bytes",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
@@ -86,14 +94,15 @@ def _decode(img: Image.Image, name: str) -> Tensor:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _to_tensor(img)
+            return pil_to_tensor(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{name}: cannot decode ({e})") from None
 
 
-def _to_tensor(img: Image.Image) -> Tensor:
+def pil_to_tensor(img: Image.Image) -> Tensor:
+    """A PIL image of any mode as float ``[3, H, W]`` RGB in 0..1 (see the module docstring)."""
     mode = img.mode
     if mode in _INTEGER_RANGES or mode == "I":
         array = np.asarray(img, dtype=np.float64)

@@ -1,0 +1,1 @@
+"""Training, evaluation and prediction: the loops and commands around the model."""

@@ -1,0 +1,182 @@
+"""Training data from a config: datasets, augmentation, and a loader whose every batch is reproducible.
+
+Exact resumption needs each batch to be a function of the run's seed and its position alone, not of the
+history of a random generator or of how many worker processes there are. So:
+
+* the order of epoch ``e`` is drawn from a generator seeded by ``(seed, e)`` (or the repeat-factor
+  sampler's pass ``e``), and batched in the main process (:class:`EpochBatches`); resuming mid-epoch
+  skips the batches already trained on without loading them;
+* each item is loaded with torch's generator seeded by ``(seed, e, index)`` (:class:`SeededItems`), so
+  its augmentation is the same in any worker, in any run, before or after a resume;
+* an item that cannot be read becomes a ``BadItem`` (the batch goes on without it and names it).
+
+The same sampler takes ``rank`` and ``world_size`` to give each process of a distributed run its share of
+every epoch's batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from maskrcnn.config import AugmentConfig, DataConfig
+from maskrcnn.data import InstanceDataset, load_dataset
+from maskrcnn.data import transforms as T
+from maskrcnn.data.loader import (
+    Batch,
+    GroupedBatchSampler,
+    RepeatFactorSampler,
+    SkipBadItems,
+    aspect_ratio_groups,
+    collate,
+    seed_worker,
+)
+
+__all__ = ["EpochBatches", "SeededItems", "build_augmentation", "load_split", "make_train_loader", "mix_seed"]
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from several integers: nearby tuples give unrelated streams."""
+    digest = hashlib.sha256(",".join(str(int(v)) for v in values).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compose | None:
+    """The training transforms an :class:`~maskrcnn.config.AugmentConfig` asks for, in a sensible order
+    (geometry, then the pasting of other images' objects, then colour); ``None`` when all are off."""
+    steps: list[Any] = []
+    if cfg.large_scale_jitter is not None:
+        steps.append(T.LargeScaleJitter(cfg.large_scale_jitter))
+    elif cfg.scale_jitter is not None:
+        steps.append(T.ScaleJitter(*cfg.scale_jitter))
+    if cfg.crop is not None:
+        steps.append(T.RandomCrop(min_fraction=cfg.crop))
+    if cfg.hflip > 0:
+        steps.append(T.HorizontalFlip(p=cfg.hflip))
+    if cfg.vflip > 0:
+        steps.append(T.VerticalFlip(p=cfg.vflip))
+    if cfg.rot90 > 0:
+        steps.append(T.RandomRotate90(p=cfg.rot90))
+    if cfg.copy_paste > 0:
+        steps.append(T.CopyPaste(T.RandomItem(dataset), p=cfg.copy_paste))
+    if cfg.color_jitter > 0:
+        c = cfg.color_jitter
+        steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.5)))
+    return T.Compose(steps) if steps else None
+
+
+def load_split(cfg: DataConfig, split: str) -> InstanceDataset | None:
+    """The ``train`` or ``val`` dataset a data config names (``None`` for a missing validation set)."""
+    path = cfg.train if split == "train" else cfg.val
+    options = dict(cfg.train_options if split == "train" else cfg.val_options)
+    if path is None and cfg.format != "shapes":
+        if split == "train":
+            raise ValueError(
+                f"data.train is not set: give the training data (--data PATH, format {cfg.format})"
+            )
+        return None
+    if split == "val" and cfg.format == "shapes" and not cfg.val_options:
+        return None
+    if cfg.strict:
+        options["strict"] = True
+    return load_dataset(cfg.format, path, **options)
+
+
+class SeededItems(Dataset[Any]):
+    """Items keyed by ``(epoch, index)``, loaded with torch's generator seeded by ``(seed, epoch, index)``
+    (the caller's generator state is left as it was), unreadable ones turned into ``BadItem`` s."""
+
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
+        self.dataset = SkipBadItems(dataset)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(self.seed, epoch, index))
+            return self.dataset[index]
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """The batches of one epoch as lists of ``(epoch, index)`` keys; see the module docstring.
+
+    Args:
+        dataset: the training dataset (sizes for aspect-ratio grouping, labels for repeat factors).
+        batch_size: images per batch (per process).
+        seed: the run's seed.
+        aspect_ratio_grouping: batch portrait and landscape images apart.
+        repeat_factor_threshold: LVIS repeat-factor sampling of rare classes (``None``: off).
+        rank: this process's rank in a distributed run.
+        world_size: processes in the run; each takes every ``world_size``-th batch of the epoch (and the
+            epoch is cut to a multiple of ``world_size`` batches so that all take the same number).
+    """
+
+    def __init__(
+        self,
+        dataset: InstanceDataset,
+        *,
+        batch_size: int,
+        seed: int,
+        aspect_ratio_grouping: bool = True,
+        repeat_factor_threshold: float | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.size = len(dataset)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.groups = aspect_ratio_groups(dataset) if aspect_ratio_grouping else [0] * self.size
+        self.repeat = (
+            RepeatFactorSampler(dataset, threshold=repeat_factor_threshold, seed=seed)
+            if repeat_factor_threshold is not None
+            else None
+        )
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Make the next pass epoch ``epoch``, leaving out its first ``skip`` batches (already trained)."""
+        self.epoch, self.skip = int(epoch), int(skip)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All of epoch ``epoch``'s batches of this process, as dataset indices."""
+        if self.repeat is not None:
+            order: Sequence[int] = self.repeat.indices(epoch).tolist()
+        else:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        batches = list(GroupedBatchSampler(order, self.groups, self.batch_size))  # type: ignore[arg-type]
+        usable = len(batches) - len(batches) % self.world_size
+        return batches[self.rank : usable : self.world_size]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.epoch
+        for batch in self.batches(epoch)[self.skip :]:
+            yield [(epoch, index) for index in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))
+
+
+def make_train_loader(
+    dataset: InstanceDataset, sampler: EpochBatches, *, seed: int, num_workers: int = 0
+) -> DataLoader[Batch]:
+    """A DataLoader over ``sampler``'s batches (call ``sampler.set_epoch`` before each pass)."""
+    return DataLoader(
+        SeededItems(dataset, seed),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        worker_init_fn=seed_worker if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        # Its own generator: starting an iteration must not draw from the global one (exact resumption).
+        generator=torch.Generator().manual_seed(mix_seed(seed, -1)),
+    )

@@ -1,0 +1,610 @@
+"""``maskrcnn train``: a flat training loop with validation, checkpoints and exact resumption.
+
+A run directory holds:
+
+* ``config.yaml``: the complete config of the run;
+* ``log.jsonl``: one JSON object per logged step (losses, learning rate, speed) and per validation;
+* ``last.safetensors`` (+ ``last.json``): the latest weights, with the config and class names;
+  ``best.safetensors``: the weights of the best validation so far (``train.best_metric``);
+* ``last.state.pt``: everything to resume exactly (weights, optimizer, schedule, loss scaler, moving
+  average, step, position in the epoch, random generators), written after the weights;
+* ``loss_curve.png`` and, after validation, ``metrics.json`` with the evaluation report of the final model.
+
+Every file is written to a temporary name and renamed, so a crash or a kill at any moment leaves the
+previous version whole. A non-finite loss stops the run with a message naming the step and the losses,
+without saving the broken weights; Ctrl-C saves ``last`` and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from maskrcnn.config import LAYERS, Config, config_to_dict, save_config
+from maskrcnn.data import InstanceDataset, drop_crowd
+from maskrcnn.engine.data import EpochBatches, build_augmentation, load_split, make_train_loader
+from maskrcnn.engine.device import resolve_device
+from maskrcnn.modeling import MaskRCNN, build_model
+from maskrcnn.weights import load_weights, save_checkpoint
+
+__all__ = ["TrainResult", "TrainingError", "train"]
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss, a run directory in the way), with what to do."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did."""
+
+    run_dir: Path
+    steps: int
+    epochs_completed: int
+    stopped: str  # "finished", "max_steps", "early_stopping" or "interrupted"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    best: float | None = None
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# The global numpy and Python generators are saved and restored too: a user's own dataset or transform may
+# draw from them.
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Plain lists: the state file is read with weights_only=True, which refuses numpy objects.
+        "numpy": [
+            str(np_state[0]),
+            np_state[1].tolist(),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
+        "python": [list(v) if isinstance(v, tuple) else v for v in random.getstate()],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    random.seed(seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights only: decaying norms' scales and biases only hurts."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_lambda(cfg: Config, total_steps: int) -> Callable[[int], float]:
+    t = cfg.train
+    milestones = [round(m * total_steps) for m in t.milestones]
+
+    def factor(step: int) -> float:
+        warm = 1.0
+        if step < t.warmup_steps:
+            alpha = step / max(1, t.warmup_steps)
+            warm = t.warmup_factor * (1 - alpha) + alpha
+        if t.schedule == "multistep":
+            return warm * t.gamma ** sum(step >= m for m in milestones)
+        if t.schedule == "cosine":
+            progress = min(step / max(1, total_steps), 1.0)
+            return warm * (t.min_lr + (1 - t.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return warm
+
+    return factor
+
+
+def _autocast(cfg: Config, device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], bool]:
+    """The autocast context for ``train.amp`` and whether fp16 loss scaling is needed."""
+    mode = cfg.train.amp
+    if mode == "auto":
+        if device.type != "cuda":
+            return contextlib.nullcontext(), False
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "off":
+        return contextlib.nullcontext(), False
+    if mode == "fp16" and device.type != "cuda":
+        raise TrainingError("train.amp=fp16 needs a CUDA device (use bf16 on the CPU, or off)")
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype), mode == "fp16"
+
+
+def _to_device(targets: list[dict[str, Tensor]], device: torch.device) -> list[dict[str, Tensor]]:
+    return [{k: v.to(device, non_blocking=True) for k, v in drop_crowd(t).items()} for t in targets]
+
+
+@contextlib.contextmanager
+def _norms_frozen(model: nn.Module) -> Iterator[None]:
+    """Train mode (the model returns losses) with BatchNorm statistics left alone: for validation losses."""
+    was_training = model.training
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class _Run:
+    """The state of one training run (kept in one object so that saving and resuming see all of it)."""
+
+    def __init__(
+        self, cfg: Config, run_dir: Path, *, resume: bool, progress: bool, announce: Callable[[str], None]
+    ) -> None:
+        self.cfg = cfg
+        self.dir = run_dir
+        self.progress = progress
+        self.say = announce
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        try:
+            self.device = resolve_device(t.device)
+        except ValueError as e:
+            raise TrainingError(f"train.device: {e}") from None
+        _seed_everything(t.seed)
+
+        self.train_data = load_split(cfg.data, "train")
+        assert self.train_data is not None
+        self.val_data = load_split(cfg.data, "val")
+        self.class_names = list(self.train_data.class_names)
+        self._check_classes()
+        summary = getattr(self.train_data, "summary", None)
+        self.say(f"training data: {summary() if callable(summary) else f'{len(self.train_data)} images'}")
+        for problem in getattr(self.train_data, "problems", [])[:20]:
+            self.say(f"  {problem}")
+        self.train_data.transforms = build_augmentation(cfg.data.augment, self.train_data)
+
+        if t.layers is not None:
+            cfg.model.backbone.trainable_layers = LAYERS[t.layers]
+        self.model: MaskRCNN = build_model(cfg.model)
+        if t.weights and not resume:
+            report = load_weights(self.model, t.weights)
+            extra = (
+                f"; re-initialised {len(report.reinitialised)} class-dependent tensors"
+                if report.reinitialised
+                else ""
+            )
+            self.say(f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){extra}")
+        self.model.to(self.device)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+            if t.ema is not None
+            else None
+        )
+
+        self.sampler = EpochBatches(
+            self.train_data,
+            batch_size=cfg.data.batch_size,
+            seed=t.seed,
+            aspect_ratio_grouping=cfg.data.aspect_ratio_grouping,
+            repeat_factor_threshold=cfg.data.repeat_factor_threshold,
+        )
+        self.loader = make_train_loader(
+            self.train_data, self.sampler, seed=t.seed, num_workers=cfg.data.num_workers
+        )
+        self.batches_per_epoch = len(self.sampler)
+        if self.batches_per_epoch == 0:
+            raise TrainingError("the training data yields no batch")
+        self.steps_per_epoch = max(1, self.batches_per_epoch // t.accumulate)
+        self.total_steps = self.steps_per_epoch * t.epochs
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+
+        params = _param_groups(self.model, t.weight_decay)
+        if t.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.momentum, 0.999))
+        # The schedule is planned over the run's steps (epochs, or max_steps when it comes first).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, self.total_steps))
+        self.autocast, scaling = _autocast(cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaling)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0  # batches of the current epoch already trained on
+        self.best: float | None = None
+        self.bad_validations = 0
+        self.history: list[dict[str, Any]] = []
+        self.metrics: dict[str, Any] = {}
+        # The random generators as they were after the last optimizer step: what a save must record, even
+        # when it happens (Ctrl-C) after forward passes of batches whose step never came.
+        self.rng_after_step: dict[str, Any] | None = None
+        if resume:
+            self._resume()
+
+    # -- setup helpers -------------------------------------------------------------------------------
+
+    def _check_classes(self) -> None:
+        wanted = len(self.class_names) + 1
+        if self.cfg.model.num_classes != wanted:
+            self.say(
+                f"model.num_classes set to {wanted} ({len(self.class_names)} classes in the training data + "
+                f"background; the config said {self.cfg.model.num_classes})"
+            )
+            self.cfg.model.num_classes = wanted
+        if self.val_data is not None and list(self.val_data.class_names) != self.class_names:
+            raise TrainingError(
+                f"the validation data's classes {list(self.val_data.class_names)} differ from the training "
+                f"data's {self.class_names}; give both readers the same class names "
+                "(e.g. --set data.val_options.class_names=[...])"
+            )
+
+    def _resume(self) -> None:
+        path = self.dir / "last.state.pt"
+        if not path.is_file():
+            raise TrainingError(f"cannot resume: {path} does not exist (start the run without --resume)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("version") != STATE_VERSION:
+            raise TrainingError(f"{path}: unsupported training state version {state.get('version')}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best, self.bad_validations = state["best"], state["bad_validations"]
+        self.history = list(state["history"])
+        _set_rng_state(state["rng"])
+        self.say(
+            f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_in_epoch}"
+        )
+
+    # -- saving --------------------------------------------------------------------------------------
+
+    def eval_model(self) -> MaskRCNN:
+        """The weights to validate and to publish: the moving average when enabled."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def save(self, name: str = "last") -> None:
+        extra = {"step": self.step, "epoch": self.epoch, "metrics": self.metrics}
+        save_checkpoint(
+            self.eval_model(),
+            self.dir / f"{name}.safetensors",
+            config=self.cfg.model,
+            class_names=self.class_names,
+            extra=extra,
+        )
+        if name != "last":
+            return
+        state = {
+            "version": STATE_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best": self.best,
+            "bad_validations": self.bad_validations,
+            "history": self.history,
+            "rng": self.rng_after_step if self.rng_after_step is not None else _rng_state(),
+            "config": config_to_dict(self.cfg),
+        }
+        _atomic_torch_save(state, self.dir / "last.state.pt")
+
+    def write_log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        with open(self.dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _validate(run: _Run, final: bool) -> dict[str, Any]:
+    """Validation loss and COCO metrics of the model being published; a log record."""
+    from maskrcnn.engine.evaluate import evaluate, write_report
+
+    assert run.val_data is not None
+    model = run.eval_model()
+    dataset: InstanceDataset = run.val_data
+    if run.cfg.eval.max_images is not None and run.cfg.eval.max_images < len(dataset):
+        # evaluate() reads class names and category ids through the Subset.
+        dataset = torch.utils.data.Subset(dataset, range(run.cfg.eval.max_images))  # type: ignore[assignment]
+    # Epochs completed, fractional when max_steps ended the run mid-epoch.
+    epochs = round(run.epoch + run.batch_in_epoch / run.batches_per_epoch, 3)
+    record: dict[str, Any] = {"kind": "validation", "step": run.step, "epoch": epochs}
+    # Validation must not disturb the training run's random stream (exact resumption).
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        if run.cfg.eval.loss:
+            record["val_loss"] = _validation_loss(run, model, dataset)
+        evaluation = evaluate(
+            model, dataset, batch_size=run.cfg.eval.batch_size, device=run.device, progress=run.progress
+        )
+    record["metrics"] = evaluation.metrics
+    run.metrics = evaluation.metrics
+    if final:
+        write_report(evaluation, run.dir, run.class_names)
+    return record
+
+
+def _validation_loss(run: _Run, model: MaskRCNN, dataset: Any) -> float:
+    total, count = 0.0, 0
+    with _norms_frozen(model), torch.no_grad():
+        for index in range(len(dataset)):
+            image, target = dataset[index]
+            losses = model([image.to(run.device)], _to_device([target], run.device))
+            total += float(sum(losses.values()))
+            count += 1
+    model.eval()
+    return total / max(count, 1)
+
+
+def _metric(record: dict[str, Any], name: str) -> float | None:
+    if name == "val_loss":
+        return -record["val_loss"] if "val_loss" in record else None
+    section, _, key = name.partition(".")
+    value = record.get("metrics", {}).get(section, {}).get(key)
+    return None if value is None else float(value)
+
+
+def train(
+    cfg: Config,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg``'s model on its data into the run directory ``out_dir`` (see the module docstring).
+
+    Args:
+        resume: continue the run saved in ``out_dir`` exactly where it stopped.
+        progress: show progress bars.
+        announce: where messages go (default: the log and the terminal through tqdm).
+
+    Returns:
+        a :class:`TrainResult`; raises :class:`TrainingError` for a non-finite loss (after which the last
+        good checkpoint is intact) and for a run directory that already holds a run without ``resume``.
+    """
+    from tqdm import tqdm
+
+    def say(message: str) -> None:
+        log.info(message)
+        if announce is not None:
+            announce(message)
+        else:
+            tqdm.write(message, file=sys.stderr)
+
+    run_dir = Path(out_dir)
+    if not resume and (run_dir / "last.state.pt").exists():
+        raise TrainingError(
+            f"{run_dir} already holds a run (last.state.pt): resume it with --resume, or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, run_dir, resume=resume, progress=progress, announce=say)
+    save_config(run.cfg, run_dir / "config.yaml")
+    t = run.cfg.train
+    stopped = "finished"
+    model = run.model
+    say(
+        f"training {run.total_steps} steps ({run.steps_per_epoch} per epoch, batch "
+        f"{run.cfg.data.batch_size} x {t.accumulate}) on {run.device}; run directory {run_dir}"
+    )
+    # max_steps, when it comes before the end of the last epoch, is what ends the run.
+    budget = "max_steps" if run.total_steps < run.steps_per_epoch * t.epochs else "finished"
+    try:
+        while run.step < run.total_steps and run.epoch < t.epochs:
+            if not _train_epoch(run, tqdm):
+                stopped = budget
+                break
+            stopped = budget if run.step >= run.total_steps else "finished"
+            run.epoch += 1
+            run.batch_in_epoch = 0
+            last_epoch = run.epoch >= t.epochs or run.step >= run.total_steps
+            if run.val_data is not None and (run.epoch % run.cfg.eval.every_epochs == 0 or last_epoch):
+                record = _validate(run, final=last_epoch)
+                run.write_log(record)
+                say(_validation_line(record))
+                score = _metric(record, t.best_metric)
+                if score is not None and (run.best is None or score > run.best):
+                    run.best, run.bad_validations = score, 0
+                    run.save("best")
+                else:
+                    run.bad_validations += 1
+            run.save()
+            if t.patience is not None and run.bad_validations >= t.patience:
+                stopped = "early_stopping"
+                say(f"early stopping: {t.best_metric} did not improve in {t.patience} validations")
+                break
+        if stopped in ("finished", "max_steps"):
+            if run.val_data is not None and not any(
+                r.get("kind") == "validation" and r["step"] == run.step for r in run.history
+            ):
+                record = _validate(run, final=True)
+                run.write_log(record)
+                say(_validation_line(record))
+            run.save()
+    except KeyboardInterrupt:
+        # The batches since the last optimizer step are dropped: resuming redoes them.
+        run.save()
+        say(f"interrupted: saved {run_dir / 'last.safetensors'} at step {run.step}; continue with --resume")
+        stopped = "interrupted"
+    finally:
+        model.eval()
+    _plot_losses(run.history, run_dir / "loss_curve.png")
+    return TrainResult(run_dir, run.step, run.epoch, stopped, run.metrics, run.best)
+
+
+def _train_epoch(run: _Run, tqdm: Any) -> bool:
+    """One pass (from ``run.batch_in_epoch``); ``False`` when the run's steps ran out before its end."""
+    t, model = run.cfg.train, run.model
+    run.sampler.set_epoch(run.epoch, skip=run.batch_in_epoch)
+    model.train()
+    sums: dict[str, float] = defaultdict(float)
+    count, start, step_start = 0, time.perf_counter(), run.step
+    bar = tqdm(
+        total=run.batches_per_epoch,
+        initial=run.batch_in_epoch,
+        desc=f"epoch {run.epoch + 1}/{t.epochs}",
+        unit="batch",
+        disable=not run.progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    pending = 0  # batches accumulated since the last optimizer step
+    position = run.batch_in_epoch  # batches of this epoch seen (a disabled bar counts nothing)
+    try:
+        for batch in run.loader:
+            for message in batch.skipped:
+                run.say(f"skipped an unreadable image: {message}")
+            bar.update(1)
+            position += 1
+            if not batch.images:
+                continue
+            images = [img.to(run.device, non_blocking=True) for img in batch.images]
+            with run.autocast:
+                losses = model(images, _to_device(batch.targets, run.device))
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+                last = run.dir / "last.safetensors"
+                raise TrainingError(
+                    f"the loss is not finite at step {run.step + 1} (epoch {run.epoch + 1}): {values}. "
+                    f"Training stopped; the last good checkpoint is {last if last.exists() else 'none yet'}. "
+                    "Lower train.lr, enable train.clip_grad_norm, or check the data with maskrcnn check-data."
+                )
+            run.scaler.scale(loss / t.accumulate).backward()
+            pending += 1
+            for k, v in losses.items():
+                sums[k] += float(v.detach())
+            count += 1
+            if pending < t.accumulate:
+                continue
+            if t.clip_grad_norm is not None:
+                run.scaler.unscale_(run.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(model)
+            run.step += 1
+            run.batch_in_epoch = position
+            run.rng_after_step = _rng_state()
+            pending = 0
+            means = {k: v / count for k, v in sums.items()}
+            bar.set_postfix(
+                loss=f"{sum(means.values()):.3f}", **{k[5:]: f"{v:.3f}" for k, v in means.items()}
+            )
+            if run.step % t.log_every == 0 or run.step == run.total_steps:
+                elapsed = time.perf_counter() - start
+                run.write_log(
+                    {
+                        "kind": "train",
+                        "step": run.step,
+                        "epoch": run.epoch + 1,
+                        "lr": run.optimizer.param_groups[0]["lr"],
+                        "loss": sum(means.values()),
+                        **means,
+                        "steps_per_s": (run.step - step_start) / max(elapsed, 1e-9),
+                    }
+                )
+                sums.clear()
+                count = 0
+            if t.checkpoint_every is not None and run.step % t.checkpoint_every == 0:
+                run.save()
+            if run.step >= run.total_steps and position < run.batches_per_epoch:
+                return False
+    finally:
+        bar.close()
+    return True
+
+
+def _validation_line(record: dict[str, Any]) -> str:
+    m = record.get("metrics", {})
+    parts = [f"validation after epoch {record['epoch']} (step {record['step']}):"]
+    if "val_loss" in record:
+        parts.append(f"loss {record['val_loss']:.3f}")
+    for section, name in (("bbox", "box"), ("segm", "mask")):
+        values = m.get(section, {})
+        if values:
+            parts.append(f"{name} AP {values.get('AP') or 0:.3f} AP50 {values.get('AP50') or 0:.3f}")
+    return ", ".join(parts)
+
+
+def _plot_losses(history: list[dict[str, Any]], path: Path) -> None:
+    """The training losses (and validation loss) against the step."""
+    steps = [r for r in history if r.get("kind") == "train"]
+    if not steps:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    x = [r["step"] for r in steps]
+    for key in (
+        "loss",
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+    ):
+        if key in steps[0]:
+            ax.plot(x, [r[key] for r in steps], label=key, linewidth=2 if key == "loss" else 1)
+    val = [r for r in history if r.get("kind") == "validation" and "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "ko--", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,200 @@
+"""End to end: tiny training runs (a few seconds each)."""
+
+import json
+
+import pytest
+import torch
+
+import maskrcnn.engine.train as train_module
+from maskrcnn.cli import main
+from maskrcnn.config import Config, load_config, override, preset
+from maskrcnn.engine.train import TrainingError, train
+from maskrcnn.modeling.roi_heads import RoIHeads
+from maskrcnn.weights import load_checkpoint
+
+TINY = {
+    "model.backbone.width": 16,
+    "model.backbone.fpn_channels": 32,
+    "model.roi_heads.representation_size": 64,
+    "model.roi_heads.mask_head_channels": [32, 32],
+    "model.roi_heads.mask_predictor_channels": 32,
+    "model.roi_heads.batch_size_per_image": 16,
+    "model.rpn.batch_size_per_image": 32,
+    "data.train_options": {"count": 8, "seed": 0, "image_size": 96, "buffer": 16, "max_size": 24},
+    "data.val_options": {},
+    "data.batch_size": 2,
+    "train.epochs": 2,
+    "train.warmup_steps": 2,
+    "train.log_every": 1,
+}
+
+
+def tiny(**more: object) -> Config:
+    return override(preset("shapes"), {**TINY, **more})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models run fastest on one thread, and results must not depend on the thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _state(run_dir):
+    return torch.load(run_dir / "last.state.pt", weights_only=True)
+
+
+def test_resume_after_ctrl_c_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = tiny(**{"train.max_steps": 5})
+    straight = train(cfg, tmp_path / "a", progress=False)
+    assert straight.steps == 5
+
+    # The same run, interrupted by Ctrl-C during its third step, then resumed.
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupt)
+    stopped = train(tiny(**{"train.max_steps": 5}), tmp_path / "b", progress=False)
+    assert stopped.stopped == "interrupted"
+    assert stopped.steps == 2
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    resumed = train(load_config(tmp_path / "b" / "config.yaml"), tmp_path / "b", resume=True, progress=False)
+    assert resumed.steps == 5
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for group_a, group_b in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(group_a["exp_avg"], group_b["exp_avg"])
+    losses_a = [r["loss"] for r in a["history"] if r["kind"] == "train"]
+    losses_b = [r["loss"] for r in b["history"] if r["kind"] == "train"]
+    assert losses_a == losses_b
+
+
+def test_fixed_seed_gives_the_same_losses(tmp_path):
+    cfg = tiny(**{"train.max_steps": 3, "data.augment.color_jitter": 0.2, "data.augment.copy_paste": 0.5})
+    runs = [train(cfg, tmp_path / name, progress=False) for name in ("a", "b")]
+    logs = [(r.run_dir / "log.jsonl").read_text().splitlines() for r in runs]
+    strip = [
+        [{k: v for k, v in json.loads(line).items() if k != "steps_per_s"} for line in log] for log in logs
+    ]
+    assert strip[0] == strip[1]
+    assert len(strip[0]) == 3
+
+
+def test_outputs_validation_and_best(tmp_path):
+    cfg = tiny(
+        **{"data.val_options": {"count": 3, "seed": 5, "image_size": 96, "buffer": 16, "max_size": 24}}
+    )
+    result = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert result.stopped == "finished"
+    assert result.steps == 8  # 2 epochs of 4 batches
+    names = {p.name for p in run.iterdir()}
+    assert {
+        "config.yaml",
+        "log.jsonl",
+        "last.safetensors",
+        "last.json",
+        "last.state.pt",
+        "best.safetensors",
+    } <= names
+    assert {
+        "loss_curve.png",
+        "metrics.json",
+        "per_class.txt",
+        "pr_curve.png",
+        "confusion_matrix.png",
+    } <= names
+    assert set(json.loads((run / "metrics.json").read_text())) == {"bbox", "segm"}
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    validations = [r for r in records if r["kind"] == "validation"]
+    assert [r["epoch"] for r in validations] == [1, 2]
+    assert all("val_loss" in r and "segm" in r["metrics"] for r in validations)
+    ckpt = load_checkpoint(run / "last.safetensors")
+    assert ckpt.class_names == ["square", "circle", "triangle"]
+    assert ckpt.extra["step"] == 8
+    assert load_config(run / "config.yaml").model == ckpt.config
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = RoIHeads.losses
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        losses = real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            losses["loss_mask"] = losses["loss_mask"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(RoIHeads, "losses", poisoned)
+    with pytest.raises(
+        TrainingError, match=r"loss is not finite at step 3 \(epoch 1\): .*loss_mask=nan"
+    ) as err:
+        train(tiny(**{"train.checkpoint_every": 1}), tmp_path / "run", progress=False)
+    assert "last.safetensors" in str(err.value)
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").extra["step"] == 2
+    assert _state(tmp_path / "run")["step"] == 2
+
+
+def test_a_kill_while_saving_leaves_the_previous_state(tmp_path, monkeypatch):
+    train(tiny(**{"train.max_steps": 2}), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "last.state.pt").read_bytes()
+    real_save = torch.save
+
+    def killed(obj, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(tmp_path / "run" / "config.yaml"), tmp_path / "run", resume=True, progress=False)
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    assert (tmp_path / "run" / "last.state.pt").read_bytes() == before
+    assert _state(tmp_path / "run")["step"] == 2
+
+
+def test_cli_train_resume_and_refusal(tmp_path, capsys):
+    out = tmp_path / "run"
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "train.max_steps": 2}.items()]
+    args = ["train", "--preset", "shapes", "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    assert "max_steps: 2 steps" in capsys.readouterr().out
+    assert main(args) == 1  # the run directory holds a run: not overwritten
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--weights", "last", "--set", "train.max_steps=3"]) == 0
+    assert _state(out)["step"] == 3
+    assert (
+        main(["train", "--preset", "shapes", "--out", str(tmp_path / "x"), "--set", "train.optimizer=adam"])
+        == 1
+    )
+    assert "train.optimizer='adam'" in capsys.readouterr().err
+
+
+def test_demo_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path / "demo")]
+    small = {
+        **TINY,
+        "data.val_options": {"count": 2, "seed": 1, "image_size": 96, "buffer": 16, "max_size": 24},
+        "train.max_steps": 2,
+    }
+    for k, v in small.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "held-out shapes (2 images): mask AP" in out
+    for name in ("last.safetensors", "metrics.json", "loss_curve.png", "predictions.png"):
+        assert (tmp_path / "demo" / name).is_file(), name
