@@ -19,9 +19,10 @@ $(STAMP_DEV): pyproject.toml tools/bootstrap.sh
 install: $(STAMP)
 install-dev: $(STAMP_DEV)
 
+# The main job: synthetic shapes -> a model trained from scratch on the CPU -> metrics and pictures.
+DEMO_OUT ?= runs/demo
 demo: $(STAMP)
-	$(VENV)/bin/maskrcnn --help
-	$(VENV)/bin/maskrcnn info
+	$(VENV)/bin/maskrcnn demo --out $(DEMO_OUT)
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check src tests benchmarks tools samples
@@ -32,6 +33,8 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py
+	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/demo.py --out runs/bench-demo-$$(date +%s)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

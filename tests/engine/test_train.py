@@ -198,3 +198,56 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert "held-out shapes (2 images): mask AP" in out
     for name in ("last.safetensors", "metrics.json", "loss_curve.png", "predictions.png"):
         assert (tmp_path / "demo" / name).is_file(), name
+
+
+def test_demo_again_replaces_a_finished_demo_and_resumes_an_interrupted_one(tmp_path, capsys):
+    from maskrcnn.engine.demo import run_demo
+
+    small = {**TINY, "data.val_options": {}, "train.max_steps": 1}
+    out = tmp_path / "demo"
+    run_demo(out, small)
+    first = (out / "last.safetensors").read_bytes()
+    (out / "notes.md").write_text("mine")
+    run_demo(out, small)
+    assert "replacing the previous demo" in capsys.readouterr().err
+    assert (out / "last.safetensors").read_bytes() == first  # the same seed: the same model again
+    assert (out / "notes.md").read_text() == "mine"  # only the demo's own files are replaced
+    (out / "predictions.png").unlink()  # as if the first run had been interrupted before the end
+    assert "demo finished" in run_demo(out, {**small, "train.max_steps": 5})
+    assert "resumed from" in capsys.readouterr().err
+    other = tmp_path / "other"
+    train(tiny(**{"train.max_steps": 1, "data.format": "shapes"}), other, progress=False)
+    (other / "config.yaml").write_text(
+        (other / "config.yaml").read_text().replace("format: shapes", "format: coco")
+    )
+    with pytest.raises(TrainingError, match="not a demo"):
+        run_demo(other, small)
+
+
+def test_tensorboard_receives_the_log_when_installed(tmp_path, monkeypatch):
+    class Recorder:
+        def __init__(self):
+            self.scalars = []
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+    recorder = Recorder()
+    monkeypatch.setattr(train_module, "_tensorboard", lambda run_dir: recorder)
+    cfg = tiny(
+        **{"train.max_steps": 2, "data.val_options": {"count": 2, "seed": 1, "image_size": 96, "buffer": 16}}
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    tags = {tag for tag, _, _ in recorder.scalars}
+    assert {
+        "train/loss",
+        "train/loss_mask",
+        "train/lr",
+        "validation/val_loss",
+        "validation/metrics/segm/AP",
+    } <= tags
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert ("train/loss", first["loss"], 1) in recorder.scalars

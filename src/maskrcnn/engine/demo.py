@@ -9,19 +9,23 @@ the model's predictions on shapes it has never seen (``predictions.png``).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from maskrcnn.config import override, preset
+from maskrcnn.config import load_config, override, preset
 from maskrcnn.data import ShapesDataset
-from maskrcnn.engine.train import train
+from maskrcnn.engine.train import TrainingError, train
 from maskrcnn.visualize import draw_instances, image_grid
 from maskrcnn.weights import load_checkpoint
 
 __all__ = ["prediction_pictures", "run_demo"]
+
+# What a demo folder holds (and a new demo replaces).
+_DEMO_SUFFIXES = (".safetensors", ".json", ".jsonl", ".pt", ".png", ".txt", ".yaml")
 
 
 def prediction_pictures(
@@ -53,14 +57,47 @@ def prediction_pictures(
     return path
 
 
+def _previous_run(out: Path) -> str | None:
+    """``"finished"``, ``"unfinished"`` or ``None`` (no run) for a demo folder; refuses other runs."""
+    if not (out / "last.state.pt").exists():
+        return None
+    try:
+        cfg = load_config(out / "config.yaml")
+    except ValueError:
+        cfg = None
+    if cfg is None or cfg.data.format != "shapes":
+        raise TrainingError(f"{out} holds a run that is not a demo: choose another --out")
+    return "finished" if (out / "predictions.png").exists() else "unfinished"
+
+
 def run_demo(
-    out_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None, *, resume: bool = False
+    out_dir: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    announce: Any = None,
 ) -> str:
-    """Train and evaluate the shapes preset into ``out_dir``; returns a summary to print."""
+    """Train and evaluate the shapes preset into ``out_dir``; returns a summary to print.
+
+    A demo folder from an earlier run is continued when that run was interrupted (``resume`` forces
+    it), and replaced when it was finished: the demo's data is generated, nothing is lost.
+    """
     start = time.perf_counter()
-    cfg = override(preset("shapes"), overrides or {})
-    result = train(cfg, out_dir, resume=resume)
     out = Path(out_dir)
+    previous = _previous_run(out)
+    if previous == "unfinished":
+        resume = True
+    elif previous == "finished" and not resume:
+        for path in out.iterdir():
+            if path.is_file() and path.suffix in _DEMO_SUFFIXES:
+                path.unlink()
+        message = f"replacing the previous demo in {out}"
+        if announce is not None:
+            announce(message)
+        else:
+            print(message, file=sys.stderr)
+    cfg = load_config(out / "config.yaml") if resume else override(preset("shapes"), overrides or {})
+    result = train(cfg, out, resume=resume, announce=announce)
     pictures = prediction_pictures(out / "last.safetensors", out / "predictions.png")
     minutes = (time.perf_counter() - start) / 60
 

@@ -139,13 +139,25 @@ def _lr_lambda(cfg: Config, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), where bf16 autocast pays:
+    elsewhere it is emulated and slower than float32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers of torch.cpu: absent in some versions
+        return False
+
+
 def _autocast(cfg: Config, device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], bool]:
     """The autocast context for ``train.amp`` and whether fp16 loss scaling is needed."""
     mode = cfg.train.amp
     if mode == "auto":
-        if device.type != "cuda":
+        if device.type == "cuda":
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif device.type == "cpu" and cpu_has_native_bf16():
+            mode = "bf16"
+        else:
             return contextlib.nullcontext(), False
-        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if mode == "off":
         return contextlib.nullcontext(), False
     if mode == "fp16" and device.type != "cuda":
@@ -246,6 +258,9 @@ class _Run:
         # The schedule is planned over the run's steps (epochs, or max_steps when it comes first).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, self.total_steps))
         self.autocast, scaling = _autocast(cfg, self.device)
+        self.precision = (
+            "float32" if isinstance(self.autocast, contextlib.nullcontext) else str(self.autocast.fast_dtype)
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaling)
 
         self.step = 0
@@ -258,8 +273,11 @@ class _Run:
         # The random generators as they were after the last optimizer step: what a save must record, even
         # when it happens (Ctrl-C) after forward passes of batches whose step never came.
         self.rng_after_step: dict[str, Any] | None = None
+        # Likewise the model's buffers (BatchNorm statistics move with every forward pass).
+        self.buffers_after_step: dict[str, Tensor] | None = None
         if resume:
             self._resume()
+        self.tensorboard = _tensorboard(run_dir)
 
     # -- setup helpers -------------------------------------------------------------------------------
 
@@ -338,6 +356,31 @@ class _Run:
         self.history.append(record)
         with open(self.dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            kind = record.get("kind", "train")
+            for key, value in _scalars(record):
+                self.tensorboard.add_scalar(f"{kind}/{key}", value, record["step"])
+            self.tensorboard.flush()
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer into the run directory when the ``tensorboard`` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: the JSON lines log has everything
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _scalars(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """The numbers of a log record, nested keys joined with '/' (``metrics/segm/AP``)."""
+    for key, value in record.items():
+        if key in ("kind", "step"):
+            continue
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{key}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{key}", float(value)
 
 
 def _validate(run: _Run, final: bool) -> dict[str, Any]:
@@ -428,7 +471,8 @@ def train(
     model = run.model
     say(
         f"training {run.total_steps} steps ({run.steps_per_epoch} per epoch, batch "
-        f"{run.cfg.data.batch_size} x {t.accumulate}) on {run.device}; run directory {run_dir}"
+        f"{run.cfg.data.batch_size} x {t.accumulate}) on {run.device} ({run.precision}); "
+        f"run directory {run_dir}"
     )
     # max_steps, when it comes before the end of the last epoch, is what ends the run.
     budget = "max_steps" if run.total_steps < run.steps_per_epoch * t.epochs else "finished"
@@ -465,7 +509,12 @@ def train(
                 say(_validation_line(record))
             run.save()
     except KeyboardInterrupt:
-        # The batches since the last optimizer step are dropped: resuming redoes them.
+        # The batches since the last optimizer step are dropped (resuming redoes them), and so is what
+        # their forward passes did to the BatchNorm statistics.
+        if run.buffers_after_step is not None:
+            with torch.no_grad():
+                for name, buffer in run.model.named_buffers():
+                    buffer.copy_(run.buffers_after_step[name])
         run.save()
         say(f"interrupted: saved {run_dir / 'last.safetensors'} at step {run.step}; continue with --resume")
         stopped = "interrupted"
@@ -532,6 +581,7 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
             run.step += 1
             run.batch_in_epoch = position
             run.rng_after_step = _rng_state()
+            run.buffers_after_step = {k: v.detach().clone() for k, v in model.named_buffers()}
             pending = 0
             means = {k: v / count for k, v in sums.items()}
             bar.set_postfix(
