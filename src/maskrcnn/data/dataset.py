@@ -21,10 +21,11 @@ leave the data usable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from maskrcnn.data.image_io import ImageError, image_size, read_image, read_image_bytes
 from maskrcnn.ops import masks_to_boxes, polygons_to_mask, rle_area, rle_decode
@@ -49,10 +50,13 @@ __all__ = [
     "ProblemLog",
     "Segmentation",
     "Target",
+    "base_dataset",
     "build_target",
     "check_annotation",
     "rasterize",
     "read_mask_file",
+    "stored_items",
+    "without_transforms",
 ]
 
 log = logging.getLogger(__name__)
@@ -409,6 +413,49 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+
+def base_dataset(dataset: Any) -> Any:
+    """The dataset under ``Subset`` s and wrappers (``SkipBadItems``): the one with ``class_names``."""
+    while isinstance(dataset, Subset) or (
+        not hasattr(dataset, "class_names") and hasattr(dataset, "dataset")
+    ):
+        dataset = dataset.dataset
+    return dataset
+
+
+@contextlib.contextmanager
+def without_transforms(dataset: Any) -> Iterator[None]:
+    """Read items as stored meanwhile: evaluation and export must not see augmentation (restored after)."""
+    base = base_dataset(dataset)
+    if not hasattr(base, "transforms"):
+        yield
+        return
+    transforms, base.transforms = base.transforms, None
+    try:
+        yield
+    finally:
+        base.transforms = transforms
+
+
+def stored_items(dataset: Any, *, skipped: list[str] | None = None) -> Iterator[tuple[int, Tensor, Target]]:
+    """``(index, image, target)`` for every item, read once and without augmentation.
+
+    Args:
+        dataset: an ``InstanceDataset`` (or a ``Subset`` / wrapper of one).
+        skipped: when given, items that cannot be read (``DataError`` / ``ImageError``) are left out and
+            their messages appended here; otherwise the error propagates.
+    """
+    with without_transforms(dataset):
+        for index in range(len(dataset)):
+            try:
+                image, target = dataset[index]
+            except (DataError, ImageError) as e:
+                if skipped is None:
+                    raise
+                skipped.append(str(e))  # an item that cannot be read: left out, and said
+                continue
+            yield index, image, target
 
 
 class AnnotatedDataset(InstanceDataset):

@@ -39,7 +39,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
 from torch.utils.data import Subset
 
-from maskrcnn.data.dataset import DataError
+from maskrcnn.data.dataset import DataError, base_dataset, stored_items, without_transforms
 from maskrcnn.data.image_io import ImageError
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.ops import rle_encode
@@ -81,37 +81,14 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _base_dataset(dataset: Any) -> Any:
-    """The dataset under ``Subset`` s and wrappers (``SkipBadItems``): the one with ``class_names``."""
-    while isinstance(dataset, Subset) or (
-        not hasattr(dataset, "class_names") and hasattr(dataset, "dataset")
-    ):
-        dataset = dataset.dataset
-    return dataset
-
-
 def _category_ids(dataset: Any) -> list[int]:
     """The annotation file's category id of each label (index 0 for label 1); the labels by default."""
-    base = _base_dataset(dataset)
+    base = base_dataset(dataset)
     names = list(base.class_names)
     ids = list(getattr(base, "category_ids", None) or range(1, len(names) + 1))
     if len(ids) != len(names):
         raise DataError(f"{len(ids)} category ids for {len(names)} classes")
     return [int(c) for c in ids]
-
-
-@contextlib.contextmanager
-def _no_transforms(dataset: Any) -> Iterator[None]:
-    """Read items as stored: evaluation must not see augmentation (restored afterwards)."""
-    base = _base_dataset(dataset)
-    if not hasattr(base, "transforms"):
-        yield
-        return
-    transforms, base.transforms = base.transforms, None
-    try:
-        yield
-    finally:
-        base.transforms = transforms
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -201,19 +178,11 @@ def coco_ground_truth(dataset: Any, *, skipped: list[str] | None = None) -> COCO
     Raises:
         DataError: two items share an ``image_id``.
     """
-    base = _base_dataset(dataset)
+    base = base_dataset(dataset)
     builder = _GroundTruth(base.class_names, _category_ids(dataset))
-    with _no_transforms(dataset):
-        for index in range(len(dataset)):
-            try:
-                image, target = dataset[index]
-            except (DataError, ImageError) as e:
-                if skipped is None:
-                    raise
-                skipped.append(str(e))
-                continue
-            h, w = (int(v) for v in image.shape[-2:])
-            builder.add(int(target["image_id"]), h, w, target, _reference(dataset, index))
+    for index, image, target in stored_items(dataset, skipped=skipped):
+        h, w = (int(v) for v in image.shape[-2:])
+        builder.add(int(target["image_id"]), h, w, target, _reference(dataset, index))
     return builder.build()
 
 
@@ -522,7 +491,7 @@ def evaluate(
     from maskrcnn.data import make_data_loader
 
     start = time.perf_counter()
-    base = _base_dataset(dataset)
+    base = base_dataset(dataset)
     class_names = list(base.class_names)
     category_ids = _category_ids(dataset)
     ground_truth = _GroundTruth(class_names, category_ids)
@@ -531,7 +500,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        with _no_transforms(dataset), torch.inference_mode():
+        with without_transforms(dataset), torch.inference_mode():
             loader = make_data_loader(
                 dataset,
                 batch_size=batch_size,

@@ -14,9 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from maskrcnn.data.dataset import DataError, InstanceDataset
+from maskrcnn.data.dataset import DataError, InstanceDataset, stored_items
 from maskrcnn.data.formats import load_dataset
-from maskrcnn.data.image_io import ImageError
 from maskrcnn.ops.masks import rle_encode
 
 __all__ = ["convert", "to_coco", "write_coco"]
@@ -76,59 +75,48 @@ def to_coco(
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
-    transforms, dataset.transforms = getattr(dataset, "transforms", None), None
-    try:
-        for index in range(len(dataset)):
-            try:
-                image, target = dataset[index]
-            except (DataError, ImageError) as e:
-                if skipped is None:
-                    raise
-                skipped.append(str(e))  # an image that cannot be read: left out, and said
-                continue
-            image_id = int(target["image_id"])
-            if image_id in seen:
-                raise DataError(
-                    f"{dataset.image_reference(index)} and {dataset.image_reference(seen[image_id])} "
-                    f"share image_id {image_id}; COCO needs distinct ids"
-                )
-            seen[image_id] = index
-            height, width = (int(v) for v in image.shape[-2:])
-            images.append(
+    for index, image, target in stored_items(dataset, skipped=skipped):
+        image_id = int(target["image_id"])
+        if image_id in seen:
+            raise DataError(
+                f"{dataset.image_reference(index)} and {dataset.image_reference(seen[image_id])} "
+                f"share image_id {image_id}; COCO needs distinct ids"
+            )
+        seen[image_id] = index
+        height, width = (int(v) for v in image.shape[-2:])
+        images.append(
+            {
+                "id": image_id,
+                "file_name": _file_name(dataset, index, image_id, image_root),
+                "height": height,
+                "width": width,
+            }
+        )
+        masks = target["masks"]
+        if not len(masks):
+            continue
+        rles = rle_encode(masks)
+        areas = masks.flatten(1).sum(1).tolist()
+        for rle, area, box, label, crowd in zip(
+            rles,
+            areas,
+            target["boxes"].tolist(),
+            target["labels"].tolist(),
+            target["iscrowd"].tolist(),
+            strict=True,
+        ):
+            x0, y0, x1, y1 = box
+            annotations.append(
                 {
-                    "id": image_id,
-                    "file_name": _file_name(dataset, index, image_id, image_root),
-                    "height": height,
-                    "width": width,
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(category_ids[label - 1]),
+                    "segmentation": rle,
+                    "area": int(area),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": int(crowd),
                 }
             )
-            masks = target["masks"]
-            if not len(masks):
-                continue
-            rles = rle_encode(masks)
-            areas = masks.flatten(1).sum(1).tolist()
-            for rle, area, box, label, crowd in zip(
-                rles,
-                areas,
-                target["boxes"].tolist(),
-                target["labels"].tolist(),
-                target["iscrowd"].tolist(),
-                strict=True,
-            ):
-                x0, y0, x1, y1 = box
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": int(category_ids[label - 1]),
-                        "segmentation": rle,
-                        "area": int(area),
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "iscrowd": int(crowd),
-                    }
-                )
-    finally:
-        dataset.transforms = transforms
     source = getattr(dataset, "source", "") or type(dataset).__name__
     return {
         "info": {"description": f"converted by maskrcnn from {source}"},
