@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -247,10 +248,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg = _run_config(args)
         result = train(cfg, args.out, resume=resume)
     except (TrainingError, DataError, ImageError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error{_rank_label()}: {e}", file=sys.stderr)
         return 1
-    _print_result(result)
+    if _rank_label() == "":
+        _print_result(result)
     return 130 if result.stopped == "interrupted" else 0
+
+
+def _rank_label() -> str:
+    """`` (rank N)`` in the processes of a torchrun launch other than rank 0 (whose output is plain)."""
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    return f" (rank {rank})" if rank else ""
 
 
 def _print_result(result: Any) -> None:
@@ -268,8 +276,16 @@ def _print_result(result: Any) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from maskrcnn.engine.demo import run_demo
+    from maskrcnn.engine.distributed import launched_with_several_processes
     from maskrcnn.engine.train import TrainingError
 
+    if launched_with_several_processes():
+        print(
+            "error: the demo runs in one process; to train the shapes preset with torchrun use "
+            "`torchrun --nproc-per-node N -m maskrcnn train --preset shapes --out DIR`",
+            file=sys.stderr,
+        )
+        return 1
     try:
         summary = run_demo(args.out, _parse_assignments(args.set, "--set"), resume=args.resume)
     except (TrainingError, ValueError) as e:

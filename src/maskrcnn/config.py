@@ -293,7 +293,13 @@ class TrainConfig:
         epochs: passes over the training data.
         max_steps: stop after this many optimizer steps (smoke runs, tests), whatever ``epochs`` says.
         optimizer: ``sgd`` (with momentum) or ``adamw``.
-        lr: peak learning rate. For SGD the usual rule is linear in the global batch: 0.02 for 16 images.
+        lr: peak learning rate for a global batch of ``lr_reference_batch`` images.
+        lr_reference_batch: the global batch (images per optimizer step, all processes together) that
+            ``lr`` is meant for; ``None``: one process's batch, ``data.batch_size * accumulate``. With
+            ``scale_lr`` the run uses ``lr * global_batch / lr_reference_batch`` (the linear scaling rule
+            of Goyal et al., 2017: 0.02 for 16 images is torchvision's recipe), so the same config on N
+            processes trains with N times the batch and N times the learning rate.
+        scale_lr: apply that rule (off: ``lr`` as given, whatever the batch).
         momentum: SGD momentum (AdamW: beta1).
         weight_decay: decoupled for AdamW, L2 for SGD; not applied to norms and biases.
         schedule: ``multistep`` (``lr * gamma`` at each milestone), ``cosine`` (to ``lr * min_lr``) or
@@ -322,12 +328,19 @@ class TrainConfig:
         best_metric: validation metric that picks the ``best`` checkpoint (``segm.AP``, ``bbox.AP50``,
             ... or ``val_loss``).
         checkpoint_every: also save ``last`` every this many steps (``None``: at the end of each epoch).
+        sync_bn: under ``torchrun`` on GPUs, compute BatchNorm statistics over the global batch
+            (``SyncBatchNorm``) instead of each process's own (for ``model.backbone.norm=bn`` with small
+            per-GPU batches).
+        dist_timeout: seconds a process waits for the others (in any collective) before the run stops
+            with an error, so that a failed or hung process does not make the others wait forever.
     """
 
     epochs: int = 12
     max_steps: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.02
+    lr_reference_batch: int | None = None
+    scale_lr: bool = True
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: str = "multistep"
@@ -349,6 +362,8 @@ class TrainConfig:
     patience: int | None = None
     best_metric: str = "segm.AP"
     checkpoint_every: int | None = None
+    sync_bn: bool = False
+    dist_timeout: float = 1800.0
 
 
 @dataclass
@@ -400,6 +415,10 @@ def validate_run(cfg: Config) -> None:
         )
     if t.max_steps is not None and t.max_steps < 0:
         problems.append(f"train.max_steps={t.max_steps}")
+    if t.lr_reference_batch is not None and t.lr_reference_batch < 1:
+        problems.append(f"train.lr_reference_batch={t.lr_reference_batch} (images, at least 1)")
+    if t.dist_timeout <= 0:
+        problems.append(f"train.dist_timeout={t.dist_timeout} (seconds, positive)")
     if t.ema is not None and not 0 < t.ema < 1:
         problems.append(f"train.ema={t.ema} (a decay in (0, 1), e.g. 0.999)")
     if problems:
@@ -457,14 +476,16 @@ def _shapes() -> Config:
 
 
 def _coco() -> Config:
-    """torchvision's ResNet-50-FPN recipe (26 epochs, lr decays at 16 and 22), scaled to 2 images."""
+    """torchvision's ResNet-50-FPN recipe (26 epochs, lr decays at 16 and 22, 0.02 for 16 images), with
+    2 images per process and the learning rate scaled to the global batch."""
     return Config(
         model=ModelConfig(),
         data=DataConfig(format="coco", batch_size=2, num_workers=4, augment=AugmentConfig(hflip=0.5)),
         train=TrainConfig(
             epochs=26,
             optimizer="sgd",
-            lr=0.02 * 2 / 16,  # linear scaling: 0.02 for 16 images per step
+            lr=0.02,  # for 16 images per step: 0.0025 on one process with 2, 0.02 on 8 GPUs with 2 each
+            lr_reference_batch=16,
             momentum=0.9,
             weight_decay=1e-4,
             schedule="multistep",

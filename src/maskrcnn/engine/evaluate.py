@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -141,6 +142,18 @@ class _GroundTruth:
                     "iscrowd": int(iscrowd),
                 }
             )
+
+    def extend(self, images: Sequence[dict[str, Any]], annotations: Sequence[dict[str, Any]]) -> None:
+        """Add another builder's images and annotations (renumbering the annotations)."""
+        for image in images:
+            if image["id"] in self.seen:
+                raise DataError(
+                    f"two images share image_id {image['id']}; COCO evaluation needs distinct ids"
+                )
+            self.seen[image["id"]] = image["file_name"]
+            self.images.append(image)
+        for ann in annotations:
+            self.annotations.append({**ann, "id": len(self.annotations) + 1})
 
     def build(self) -> COCO:
         return _coco_from_dict(
@@ -475,6 +488,11 @@ def evaluate(
     in order and without augmentation; images that cannot be read are left out and listed in
     ``skipped``.
 
+    In a process group (``torchrun``), every process must call this: each runs the model on its
+    contiguous share of the dataset, rank 0 gathers the ground truth and the detections in dataset
+    order and scores them (the same numbers as one process), and the others receive the evaluation
+    without its ``results`` (which can be large).
+
     Args:
         model: a Mask R-CNN (``model(images)`` -> per image ``boxes``, ``labels``, ``scores``, ``masks``).
         dataset: an ``InstanceDataset`` (or a ``Subset`` of one) with ``class_names`` and optionally
@@ -489,6 +507,7 @@ def evaluate(
     from tqdm import tqdm
 
     from maskrcnn.data import make_data_loader
+    from maskrcnn.engine import distributed
 
     start = time.perf_counter()
     base = base_dataset(dataset)
@@ -497,24 +516,26 @@ def evaluate(
     ground_truth = _GroundTruth(class_names, category_ids)
     results: list[Result] = []
     skipped: list[str] = []
+    several = distributed.world_size() > 1
+    part = Subset(dataset, distributed.shard(len(dataset))) if several else dataset
     was_training = model.training
     model.eval()
     try:
         with without_transforms(dataset), torch.inference_mode():
             loader = make_data_loader(
-                dataset,
+                part,
                 batch_size=batch_size,
                 shuffle=False,
                 num_workers=num_workers,
                 aspect_ratio_grouping=False,
             )
             bar = tqdm(
-                total=len(dataset),
-                desc="evaluating",
+                total=len(part),
+                desc="evaluating" + (f" (rank 0's share of {len(dataset)})" if several else ""),
                 unit="img",
                 leave=False,
                 file=sys.stderr,
-                disable=not progress,
+                disable=not progress or distributed.rank() != 0,
             )
             with bar:
                 for batch in loader:
@@ -533,6 +554,47 @@ def evaluate(
             del loader  # persistent workers end here, not at the next garbage collection
     finally:
         model.train(was_training)
+    if several:
+        shares = distributed.gather_objects(
+            (ground_truth.images, ground_truth.annotations, results, skipped), "gathering detections"
+        )
+        if shares is None:  # not rank 0: wait for the scores (or rank 0's error)
+            shared = distributed.broadcast_object(None, "sharing the evaluation")
+            if isinstance(shared, Exception):
+                raise shared
+            return shared  # type: ignore[no-any-return]
+        try:
+            evaluation = _score(shares, class_names, category_ids, score_threshold_for_confusion, start)
+        except Exception as e:
+            distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
+            raise
+        distributed.broadcast_object(dataclasses.replace(evaluation, results=[]), "sharing the evaluation")
+        return evaluation
+    return _score(
+        [(ground_truth.images, ground_truth.annotations, results, skipped)],
+        class_names,
+        category_ids,
+        score_threshold_for_confusion,
+        start,
+    )
+
+
+def _score(
+    shares: Sequence[tuple[list[dict[str, Any]], list[dict[str, Any]], list[Result], list[str]]],
+    class_names: Sequence[str],
+    category_ids: Sequence[int],
+    score_threshold_for_confusion: float,
+    start: float,
+) -> Evaluation:
+    """The evaluation of the processes' shares (``(images, annotations, results, skipped)`` each, in
+    dataset order)."""
+    ground_truth = _GroundTruth(class_names, category_ids)
+    results: list[Result] = []
+    skipped: list[str] = []
+    for images, anns, part_results, part_skipped in shares:
+        ground_truth.extend(images, anns)
+        results.extend(part_results)
+        skipped.extend(part_skipped)
     for message in skipped[:5]:
         log.warning("evaluation: left out unreadable image: %s", message)
     if len(skipped) > 5:
@@ -797,18 +859,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
     Returns:
         the exit code: 0 done, 1 a checkpoint, data or argument problem (said on stderr).
     """
-    from maskrcnn.cli import _parse_assignments
-    from maskrcnn.data import load_dataset
-    from maskrcnn.weights import load_checkpoint
+    from maskrcnn.engine.distributed import DistributedError, launched_with_several_processes, process_group
 
     if args.batch_size < 1 or args.num_workers < 0:
         return _error(
             f"--batch-size must be >= 1 and --num-workers >= 0, got {args.batch_size}, {args.num_workers}"
         )
+    if not launched_with_several_processes():
+        try:
+            resolve_device(args.device)
+        except ValueError as e:
+            return _error(f"--device: {e}")
     try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        return _error(f"--device: {e}")
+        # Under torchrun, each process evaluates its share of the images and rank 0 reports.
+        with process_group(args.device) as group:
+            return _run_evaluate(args, group.device, main=group.is_main)
+    except DistributedError as e:
+        return _error(str(e))
+
+
+def _run_evaluate(args: argparse.Namespace, device: torch.device, *, main: bool) -> int:
+    """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
+    from maskrcnn.cli import _parse_assignments
+    from maskrcnn.data import load_dataset
+    from maskrcnn.weights import load_checkpoint
+
     if not Path(args.weights).is_file():  # before reading the data, which may take a while
         return _error(f"--weights {args.weights}: no such file")
     options = _parse_assignments(args.option, "--option")
@@ -848,6 +923,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     except (DataError, ImageError) as e:
         return _error(str(e))
+    if not main:
+        return 0
     for message in evaluation.skipped:
         print(f"  error: {message}", file=sys.stderr)
     if evaluation.num_images == 0:

@@ -12,7 +12,17 @@ A run directory holds:
 
 Every file is written to a temporary name and renamed, so a crash or a kill at any moment leaves the
 previous version whole. A non-finite loss stops the run with a message naming the step and the losses,
-without saving the broken weights; Ctrl-C saves ``last`` and stops.
+without saving the broken weights; Ctrl-C (or SIGTERM, as sent by schedulers such as SLURM before they
+kill a job) saves ``last`` and stops.
+
+Under ``torchrun`` every process runs this loop on its own device with the model wrapped in
+``DistributedDataParallel``: each takes every ``world_size``-th batch of the epoch
+(:class:`~maskrcnn.engine.data.EpochBatches`), gradients are averaged across processes, and rank 0 alone
+prints, logs and writes files; validation is shared out and gathered (see
+:func:`~maskrcnn.engine.evaluate.evaluate`). The random stream of the RPN and RoI samplers is reseeded
+from ``(seed, epoch, batch)`` before each batch, so a batch trains the same way on whichever process and
+after whichever resume: two processes with a batch each make the same step as one process
+accumulating the same two batches.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -37,9 +49,11 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from maskrcnn.config import LAYERS, Config, config_to_dict, save_config
-from maskrcnn.data import InstanceDataset, drop_crowd
-from maskrcnn.engine.data import EpochBatches, build_augmentation, load_split, make_train_loader
+from maskrcnn.data import InstanceDataset, build_target, drop_crowd
+from maskrcnn.engine import distributed
+from maskrcnn.engine.data import EpochBatches, build_augmentation, load_split, make_train_loader, mix_seed
 from maskrcnn.engine.device import resolve_device
+from maskrcnn.engine.distributed import DistributedError, Group, process_group
 from maskrcnn.modeling import MaskRCNN, build_model
 from maskrcnn.weights import load_weights, save_checkpoint
 
@@ -188,19 +202,24 @@ class _Run:
     """The state of one training run (kept in one object so that saving and resuming see all of it)."""
 
     def __init__(
-        self, cfg: Config, run_dir: Path, *, resume: bool, progress: bool, announce: Callable[[str], None]
+        self,
+        cfg: Config,
+        run_dir: Path,
+        group: Group,
+        *,
+        resume: bool,
+        progress: bool,
+        announce: Callable[[str], None],
     ) -> None:
         self.cfg = cfg
         self.dir = run_dir
-        self.progress = progress
+        self.group = group
+        self.progress = progress and group.is_main
         self.say = announce
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        try:
-            self.device = resolve_device(t.device)
-        except ValueError as e:
-            raise TrainingError(f"train.device: {e}") from None
+        self.device = group.device
         _seed_everything(t.seed)
 
         self.train_data = load_split(cfg.data, "train")
@@ -226,6 +245,9 @@ class _Run:
             )
             self.say(f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){extra}")
         self.model.to(self.device)
+        self.train_model: nn.Module = self.model  # what the training forward pass goes through
+        if group.world_size > 1:
+            self._distribute()
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
             if t.ema is not None
@@ -238,23 +260,37 @@ class _Run:
             seed=t.seed,
             aspect_ratio_grouping=cfg.data.aspect_ratio_grouping,
             repeat_factor_threshold=cfg.data.repeat_factor_threshold,
+            rank=group.rank,
+            world_size=group.world_size,
         )
         self.loader = make_train_loader(
             self.train_data, self.sampler, seed=t.seed, num_workers=cfg.data.num_workers
         )
         self.batches_per_epoch = len(self.sampler)
         if self.batches_per_epoch == 0:
-            raise TrainingError("the training data yields no batch")
+            raise TrainingError(
+                f"the training data ({len(self.train_data)} images) yields no batch of {cfg.data.batch_size}"
+                + (f" for each of {group.world_size} processes" if group.world_size > 1 else "")
+            )
         self.steps_per_epoch = max(1, self.batches_per_epoch // t.accumulate)
         self.total_steps = self.steps_per_epoch * t.epochs
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
 
+        local_batch = cfg.data.batch_size * t.accumulate
+        self.global_batch = local_batch * group.world_size
+        self.lr = _scaled_lr(t.lr, self.global_batch, t.lr_reference_batch or local_batch, t.scale_lr)
+        if self.lr != t.lr:
+            self.say(
+                f"learning rate {self.lr:.4g} = train.lr {t.lr:g} x global batch {self.global_batch} / "
+                f"{t.lr_reference_batch or local_batch} (the linear scaling rule; train.scale_lr=false "
+                "keeps train.lr)"
+            )
         params = _param_groups(self.model, t.weight_decay)
         if t.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=self.lr, momentum=t.momentum)
         else:
-            self.optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(t.momentum, 0.999))
+            self.optimizer = torch.optim.AdamW(params, lr=self.lr, betas=(t.momentum, 0.999))
         # The schedule is planned over the run's steps (epochs, or max_steps when it comes first).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, self.total_steps))
         self.autocast, scaling = _autocast(cfg, self.device)
@@ -277,9 +313,26 @@ class _Run:
         self.buffers_after_step: dict[str, Tensor] | None = None
         if resume:
             self._resume()
-        self.tensorboard = _tensorboard(run_dir)
+        self.tensorboard = _tensorboard(run_dir) if group.is_main else None
 
     # -- setup helpers -------------------------------------------------------------------------------
+
+    def _distribute(self) -> None:
+        """Wrap the model for data-parallel training (after ``SyncBatchNorm`` conversion if asked)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.cfg.train.sync_bn:
+            if self.device.type != "cuda":
+                raise TrainingError(
+                    "train.sync_bn needs GPUs (SyncBatchNorm runs on CUDA only); on CPUs use "
+                    "model.backbone.norm=gn or frozen_bn, or larger per-process batches"
+                )
+            if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+                self.say("train.sync_bn: the model has no BatchNorm layer that trains; nothing to sync")
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[assignment]
+        self.train_model = DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
 
     def _check_classes(self) -> None:
         wanted = len(self.class_names) + 1
@@ -309,7 +362,15 @@ class _Run:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.step, self.epoch = state["step"], state["epoch"]
+        # Saved in batches of the whole run (all processes); a different number of processes is fine.
+        done, world = state["batch_in_epoch"], self.group.world_size
+        self.batch_in_epoch = done // world
+        if done % world:
+            self.say(
+                f"resuming with {world} processes: {done % world} batch(es) of epoch {self.epoch + 1} will "
+                "be trained on again"
+            )
         self.best, self.bad_validations = state["best"], state["bad_validations"]
         self.history = list(state["history"])
         _set_rng_state(state["rng"])
@@ -324,6 +385,9 @@ class _Run:
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     def save(self, name: str = "last") -> None:
+        """Write a checkpoint (rank 0 only: the weights are the same in every process)."""
+        if not self.group.is_main:
+            return
         extra = {"step": self.step, "epoch": self.epoch, "metrics": self.metrics}
         save_checkpoint(
             self.eval_model(),
@@ -343,7 +407,7 @@ class _Run:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
+            "batch_in_epoch": self.batch_in_epoch * self.group.world_size,
             "best": self.best,
             "bad_validations": self.bad_validations,
             "history": self.history,
@@ -354,6 +418,8 @@ class _Run:
 
     def write_log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
+        if not self.group.is_main:
+            return
         with open(self.dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
@@ -405,20 +471,24 @@ def _validate(run: _Run, final: bool) -> dict[str, Any]:
         )
     record["metrics"] = evaluation.metrics
     run.metrics = evaluation.metrics
-    if final:
+    if final and run.group.is_main:
         write_report(evaluation, run.dir, run.class_names)
     return record
 
 
 def _validation_loss(run: _Run, model: MaskRCNN, dataset: Any) -> float:
-    total, count = 0.0, 0
+    """The mean loss over the validation images (each process takes its share)."""
+    sums = torch.zeros(2, dtype=torch.float64)
     with _norms_frozen(model), torch.no_grad():
-        for index in range(len(dataset)):
+        for index in distributed.shard(len(dataset)):
+            # The loss samples proposals: the same draws for an image whichever process takes it.
+            torch.manual_seed(mix_seed(run.cfg.train.seed, index, 2))
             image, target = dataset[index]
             losses = model([image.to(run.device)], _to_device([target], run.device))
-            total += float(sum(losses.values()))
-            count += 1
+            sums[0] += float(sum(losses.values()))
+            sums[1] += 1
     model.eval()
+    total, count = distributed.all_reduce_sum(sums.to(run.device), "summing validation losses").tolist()
     return total / max(count, 1)
 
 
@@ -428,6 +498,41 @@ def _metric(record: dict[str, Any], name: str) -> float | None:
     section, _, key = name.partition(".")
     value = record.get("metrics", {}).get(section, {}).get(key)
     return None if value is None else float(value)
+
+
+def _scaled_lr(lr: float, global_batch: int, reference_batch: int, scale: bool) -> float:
+    """The linear scaling rule: ``lr`` is for ``reference_batch`` images per step."""
+    return lr * global_batch / reference_batch if scale else lr
+
+
+class _StopSignals:
+    """Turns SIGTERM into ``KeyboardInterrupt`` (so that it saves and stops like Ctrl-C) and ignores
+    repeated SIGINT / SIGTERM for a few seconds after the first: ``torchrun`` forwards the terminal's
+    Ctrl-C to the processes again, and that echo must not cut the final save short (a user who insists
+    later still interrupts)."""
+
+    echo_seconds = 10.0
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.first is not None and now - self.first < self.echo_seconds:
+            return
+        self.first = now
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signals are the main thread's
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def train(
@@ -440,38 +545,75 @@ def train(
 ) -> TrainResult:
     """Train ``cfg``'s model on its data into the run directory ``out_dir`` (see the module docstring).
 
+    Started by ``torchrun`` with several processes, every process calls this and they train together
+    (the run directory must be on a file system they all see for ``resume``).
+
     Args:
         resume: continue the run saved in ``out_dir`` exactly where it stopped.
-        progress: show progress bars.
-        announce: where messages go (default: the log and the terminal through tqdm).
+        progress: show progress bars (rank 0).
+        announce: where messages go (default: the log and the terminal through tqdm; rank 0 only).
 
     Returns:
         a :class:`TrainResult`; raises :class:`TrainingError` for a non-finite loss (after which the last
-        good checkpoint is intact) and for a run directory that already holds a run without ``resume``.
+        good checkpoint is intact), for a run directory that already holds a run without ``resume``, and
+        when another process of the run fails or stops answering.
     """
+    if not distributed.launched_with_several_processes():
+        try:
+            resolve_device(cfg.train.device)
+        except ValueError as e:
+            raise TrainingError(f"train.device: {e}") from None
+    try:
+        with (
+            _StopSignals(),
+            process_group(cfg.train.device, timeout_s=cfg.train.dist_timeout) as group,
+            # Also what DDP's own gradient exchange raises when a peer is gone.
+            distributed.collective("training"),
+        ):
+            return _train(cfg, Path(out_dir), group, resume=resume, progress=progress, announce=announce)
+    except DistributedError as e:
+        raise TrainingError(f"the distributed run stopped: {e}") from e
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    group: Group,
+    *,
+    resume: bool,
+    progress: bool,
+    announce: Callable[[str], None] | None,
+) -> TrainResult:
     from tqdm import tqdm
 
     def say(message: str) -> None:
+        if not group.is_main:
+            log.debug("rank %d: %s", group.rank, message)
+            return
         log.info(message)
         if announce is not None:
             announce(message)
         else:
             tqdm.write(message, file=sys.stderr)
 
-    run_dir = Path(out_dir)
     if not resume and (run_dir / "last.state.pt").exists():
         raise TrainingError(
             f"{run_dir} already holds a run (last.state.pt): resume it with --resume, or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg, run_dir, resume=resume, progress=progress, announce=say)
-    save_config(run.cfg, run_dir / "config.yaml")
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, run_dir, group, resume=resume, progress=progress, announce=say)
+    if group.is_main:
+        save_config(run.cfg, run_dir / "config.yaml")
     t = run.cfg.train
     stopped = "finished"
     model = run.model
+    processes = (
+        f" x {group.world_size} processes ({group.backend}), lr {run.lr:.4g}" if group.world_size > 1 else ""
+    )
     say(
         f"training {run.total_steps} steps ({run.steps_per_epoch} per epoch, batch "
-        f"{run.cfg.data.batch_size} x {t.accumulate}) on {run.device} ({run.precision}); "
+        f"{run.cfg.data.batch_size} x {t.accumulate}{processes}) on {run.device} ({run.precision}); "
         f"run directory {run_dir}"
     )
     # max_steps, when it comes before the end of the last epoch, is what ends the run.
@@ -520,17 +662,40 @@ def train(
         stopped = "interrupted"
     finally:
         model.eval()
-    _plot_losses(run.history, run_dir / "loss_curve.png")
+    if group.is_main:
+        _plot_losses(run.history, run_dir / "loss_curve.png")
     return TrainResult(run_dir, run.step, run.epoch, stopped, run.metrics, run.best)
+
+
+def _blank_batch(device: torch.device) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+    """One black 64x64 image without objects: what a process whose batch could not be read at all
+    trains on (with its loss times zero) so that it still takes part in the gradient exchange."""
+    image = torch.zeros(3, 64, 64, device=device)
+    empty = torch.zeros(0, 64, 64, dtype=torch.uint8)
+    return [image], _to_device([build_target(empty, torch.zeros(0, dtype=torch.int64), -1)], device)
+
+
+def _not_finite(run: _Run, names: list[str], values: Tensor) -> TrainingError:
+    """The error for a non-finite loss; ``values``: the losses summed over the processes, then the
+    number of batches they come from."""
+    shown = values[:-1] / values[-1].clamp(min=1)
+    described = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(names, shown, strict=True))
+    last = run.dir / "last.safetensors"
+    return TrainingError(
+        f"the loss is not finite at step {run.step + 1} (epoch {run.epoch + 1}): {described}. "
+        f"Training stopped; the last good checkpoint is {last if last.exists() else 'none yet'}. "
+        "Lower train.lr, enable train.clip_grad_norm, or check the data with maskrcnn check-data."
+    )
 
 
 def _train_epoch(run: _Run, tqdm: Any) -> bool:
     """One pass (from ``run.batch_in_epoch``); ``False`` when the run's steps ran out before its end."""
-    t, model = run.cfg.train, run.model
+    t, model, group = run.cfg.train, run.model, run.group
+    several = group.world_size > 1
     run.sampler.set_epoch(run.epoch, skip=run.batch_in_epoch)
     model.train()
     sums: dict[str, float] = defaultdict(float)
-    count, start, step_start = 0, time.perf_counter(), run.step
+    count, start, step_start = 0.0, time.perf_counter(), run.step
     bar = tqdm(
         total=run.batches_per_epoch,
         initial=run.batch_in_epoch,
@@ -547,26 +712,37 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
             for message in batch.skipped:
                 run.say(f"skipped an unreadable image: {message}")
             bar.update(1)
+            # The samplers' random draws for this batch depend on which batch of the run it is, not on
+            # the process or on what came before (see the module docstring). Four values: unlike the
+            # items' (seed, epoch, index).
+            torch.manual_seed(mix_seed(t.seed, run.epoch, position * group.world_size + group.rank, 1))
             position += 1
-            if not batch.images:
+            readable = bool(batch.images)
+            if readable:
+                images = [img.to(run.device, non_blocking=True) for img in batch.images]
+                targets = _to_device(batch.targets, run.device)
+            elif several:  # the others wait for this process's gradients: send zeros
+                images, targets = _blank_batch(run.device)
+            else:
                 continue
-            images = [img.to(run.device, non_blocking=True) for img in batch.images]
-            with run.autocast:
-                losses = model(images, _to_device(batch.targets, run.device))
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-                last = run.dir / "last.safetensors"
-                raise TrainingError(
-                    f"the loss is not finite at step {run.step + 1} (epoch {run.epoch + 1}): {values}. "
-                    f"Training stopped; the last good checkpoint is {last if last.exists() else 'none yet'}. "
-                    "Lower train.lr, enable train.clip_grad_norm, or check the data with maskrcnn check-data."
-                )
-            run.scaler.scale(loss / t.accumulate).backward()
             pending += 1
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
-            count += 1
+            # Gradients are exchanged once per optimizer step, on its last batch.
+            exchange = pending == t.accumulate or not several
+            with contextlib.nullcontext() if exchange else run.train_model.no_sync():  # type: ignore[operator]
+                with run.autocast:
+                    losses = run.train_model(images, targets)
+                loss = sum(losses.values()) * (1.0 if readable else 0.0)
+                # Every process learns every process's losses (for the log, and to stop together).
+                values = torch.stack([v.detach().float() for v in losses.values()]) * float(readable)
+                values = distributed.all_reduce_sum(
+                    torch.cat([values, values.new_tensor([float(readable)])]), "exchanging the losses"
+                )
+                if not bool(torch.isfinite(values).all()):
+                    raise _not_finite(run, list(losses), values)
+                run.scaler.scale(loss / t.accumulate).backward()
+            for k, v in zip(losses, values[:-1].tolist(), strict=True):
+                sums[k] += v
+            count += float(values[-1])
             if pending < t.accumulate:
                 continue
             if t.clip_grad_norm is not None:
@@ -583,12 +759,12 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
             run.rng_after_step = _rng_state()
             run.buffers_after_step = {k: v.detach().clone() for k, v in model.named_buffers()}
             pending = 0
-            means = {k: v / count for k, v in sums.items()}
+            means = {k: v / max(count, 1.0) for k, v in sums.items()}
             bar.set_postfix(
                 loss=f"{sum(means.values()):.3f}", **{k[5:]: f"{v:.3f}" for k, v in means.items()}
             )
             if run.step % t.log_every == 0 or run.step == run.total_steps:
-                elapsed = time.perf_counter() - start
+                elapsed = max(time.perf_counter() - start, 1e-9)
                 run.write_log(
                     {
                         "kind": "train",
@@ -597,11 +773,12 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
                         "lr": run.optimizer.param_groups[0]["lr"],
                         "loss": sum(means.values()),
                         **means,
-                        "steps_per_s": (run.step - step_start) / max(elapsed, 1e-9),
+                        "steps_per_s": (run.step - step_start) / elapsed,
+                        "images_per_s": (run.step - step_start) * run.global_batch / elapsed,
                     }
                 )
                 sums.clear()
-                count = 0
+                count = 0.0
             if t.checkpoint_every is not None and run.step % t.checkpoint_every == 0:
                 run.save()
             if run.step >= run.total_steps and position < run.batches_per_epoch:
@@ -613,14 +790,14 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
 
 def _validation_line(record: dict[str, Any]) -> str:
     m = record.get("metrics", {})
-    parts = [f"validation after epoch {record['epoch']} (step {record['step']}):"]
+    parts = []
     if "val_loss" in record:
         parts.append(f"loss {record['val_loss']:.3f}")
     for section, name in (("bbox", "box"), ("segm", "mask")):
         values = m.get(section, {})
         if values:
             parts.append(f"{name} AP {values.get('AP') or 0:.3f} AP50 {values.get('AP50') or 0:.3f}")
-    return ", ".join(parts)
+    return f"validation after epoch {record['epoch']} (step {record['step']}): " + ", ".join(parts)
 
 
 def _plot_losses(history: list[dict[str, Any]], path: Path) -> None:
