@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ops.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/demo.py --out runs/bench-demo-$$(date +%s)
+	$(PY) benchmarks/distributed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

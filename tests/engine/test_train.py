@@ -1,13 +1,18 @@
 """End to end: tiny training runs (a few seconds each)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 import maskrcnn.engine.train as train_module
 from maskrcnn.cli import main
-from maskrcnn.config import Config, load_config, override, preset
+from maskrcnn.config import Config, load_config, override, preset, save_config
 from maskrcnn.engine.train import TrainingError, train
 from maskrcnn.modeling.roi_heads import RoIHeads
 from maskrcnn.weights import load_checkpoint
@@ -85,7 +90,10 @@ def test_fixed_seed_gives_the_same_losses(tmp_path):
     runs = [train(cfg, tmp_path / name, progress=False) for name in ("a", "b")]
     logs = [(r.run_dir / "log.jsonl").read_text().splitlines() for r in runs]
     strip = [
-        [{k: v for k, v in json.loads(line).items() if not k.endswith("_per_s")} for line in log]
+        [
+            {k: v for k, v in json.loads(line).items() if not k.endswith("_per_s") and k != "time"}
+            for line in log
+        ]
         for log in logs
     ]
     assert strip[0] == strip[1]
@@ -164,6 +172,67 @@ def test_a_kill_while_saving_leaves_the_previous_state(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module.torch, "save", real_save)
     assert (tmp_path / "run" / "last.state.pt").read_bytes() == before
     assert _state(tmp_path / "run")["step"] == 2
+
+
+def test_learning_rate_follows_the_linear_scaling_rule(tmp_path):
+    constant = {"train.max_steps": 1, "train.schedule": "constant", "train.warmup_steps": 0, "train.lr": 0.01}
+    messages = []
+    cases = [
+        ({}, 0.01),  # lr is for one process's batch by default
+        ({"train.lr_reference_batch": 8}, 0.01 * 2 / 8),  # global batch 2 (batch_size 2, one process)
+        ({"train.lr_reference_batch": 8, "train.accumulate": 2}, 0.01 * 4 / 8),
+        ({"train.lr_reference_batch": 8, "train.scale_lr": False}, 0.01),
+    ]
+    for i, (settings, expected) in enumerate(cases):
+        train(tiny(**constant, **settings), tmp_path / str(i), progress=False, announce=messages.append)
+        record = json.loads((tmp_path / str(i) / "log.jsonl").read_text().splitlines()[0])
+        assert record["lr"] == pytest.approx(expected)
+    assert any(m.startswith("learning rate 0.0025 = train.lr 0.01 x global batch 2 / 8") for m in messages)
+
+
+def test_sigterm_saves_and_stops_like_ctrl_c_even_when_repeated(tmp_path):
+    """What a scheduler (SLURM) or torchrun sends before killing a job; torchrun forwards a terminal's
+    Ctrl-C a second time, which must not cut the save short."""
+    save_config(tiny(**{"train.max_steps": 100_000, "train.epochs": 100_000}), tmp_path / "cfg.yaml")
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maskrcnn",
+            "train",
+            "--config",
+            str(tmp_path / "cfg.yaml"),
+            "--out",
+            str(run),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "log.jsonl").exists() and (run / "log.jsonl").read_text().count("\n") >= 3):
+            assert time.monotonic() < deadline, "training did not start"
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted: saved" in stderr
+    state = _state(run)
+    assert state["step"] >= 3
+    assert (
+        main(["train", "--out", str(run), "--resume", "--set", f"train.max_steps={state['step'] + 1}"]) == 0
+    )
+    assert _state(run)["step"] == state["step"] + 1
 
 
 def test_cli_train_resume_and_refusal(tmp_path, capsys):

@@ -417,6 +417,7 @@ class _Run:
         _atomic_torch_save(state, self.dir / "last.state.pt")
 
     def write_log(self, record: dict[str, Any]) -> None:
+        record["time"] = round(time.time(), 3)  # wall clock (Unix seconds): rates between any two records
         self.history.append(record)
         if not self.group.is_main:
             return
@@ -441,7 +442,7 @@ def _tensorboard(run_dir: Path) -> Any:
 def _scalars(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
     """The numbers of a log record, nested keys joined with '/' (``metrics/segm/AP``)."""
     for key, value in record.items():
-        if key in ("kind", "step"):
+        if key in ("kind", "step", "time"):
             continue
         if isinstance(value, dict):
             yield from _scalars(value, f"{prefix}{key}/")
