@@ -257,7 +257,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _rank_label() -> str:
     """`` (rank N)`` in the processes of a torchrun launch other than rank 0 (whose output is plain)."""
-    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    from maskrcnn.engine.distributed import launched_with_several_processes
+
+    # From the environment: the process group is gone by the time the command reports.
+    rank = int(os.environ.get("RANK", "0")) if launched_with_several_processes() else 0
     return f" (rank {rank})" if rank else ""
 
 

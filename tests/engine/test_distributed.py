@@ -15,7 +15,7 @@ from maskrcnn.cli import main
 from maskrcnn.config import save_config
 from maskrcnn.engine.train import train
 from maskrcnn.weights import load_checkpoint
-from tests.engine.test_train import tiny
+from tests.engine.test_train import tiny, wait_for_steps
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -42,10 +42,11 @@ SETTINGS = {
 }
 
 
-def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def _torchrun(*args: str, module: str = "maskrcnn", timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node 2 -m MODULE ARGS`` (2 processes on this machine)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     return subprocess.run(
-        [*command, "-m", "maskrcnn", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*command, "-m", module, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -123,14 +124,7 @@ def test_distributed_evaluation_equals_one_process(tmp_path):
     assert one["num_images"] == 6
     assert len(one["skipped"]) == 1
     out = tmp_path / "evaluation"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    done = subprocess.run(
-        [*command, "-m", "tests.engine.distributed_evaluation", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _torchrun(str(out), module="tests.engine.distributed_evaluation", timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     rank0 = json.loads(out.with_name("evaluation.0").read_text())
     rank1 = json.loads(out.with_name("evaluation.1").read_text())
@@ -175,12 +169,7 @@ def test_a_process_that_dies_stops_the_others_with_a_message(tmp_path):
         for rank in (0, 1)
     ]
     try:
-        log = tmp_path / "run" / "log.jsonl"
-        deadline = time.monotonic() + 120
-        while not (log.exists() and log.read_text().count("\n") >= 2):
-            assert time.monotonic() < deadline, "training did not start"
-            assert processes[0].poll() is None, processes[0].communicate()[1][-3000:]
-            time.sleep(0.2)
+        wait_for_steps(tmp_path / "run", 2, processes[0])
         processes[1].send_signal(signal.SIGKILL)
         start = time.monotonic()
         _, stderr = processes[0].communicate(timeout=90)

@@ -174,6 +174,16 @@ def test_a_kill_while_saving_leaves_the_previous_state(tmp_path, monkeypatch):
     assert _state(tmp_path / "run")["step"] == 2
 
 
+def wait_for_steps(run_dir, steps, process, timeout=120):
+    """Until the run in ``run_dir`` logged ``steps`` records (``process`` must stay alive meanwhile)."""
+    log = run_dir / "log.jsonl"
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and log.read_text().count("\n") >= steps):
+        assert time.monotonic() < deadline, "training did not start"
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+
+
 def test_learning_rate_follows_the_linear_scaling_rule(tmp_path):
     constant = {"train.max_steps": 1, "train.schedule": "constant", "train.warmup_steps": 0, "train.lr": 0.01}
     messages = []
@@ -212,11 +222,7 @@ def test_sigterm_saves_and_stops_like_ctrl_c_even_when_repeated(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not ((run / "log.jsonl").exists() and (run / "log.jsonl").read_text().count("\n") >= 3):
-            assert time.monotonic() < deadline, "training did not start"
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            time.sleep(0.1)
+        wait_for_steps(run, 3, process)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.05)
         process.send_signal(signal.SIGINT)

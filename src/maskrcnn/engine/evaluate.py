@@ -564,37 +564,31 @@ def evaluate(
                 raise shared
             return shared  # type: ignore[no-any-return]
         try:
-            evaluation = _score(shares, class_names, category_ids, score_threshold_for_confusion, start)
+            # The shares in rank order are the dataset in order (contiguous shards).
+            ground_truth, results, skipped = _GroundTruth(class_names, category_ids), [], []
+            for images, anns, part_results, part_skipped in shares:
+                ground_truth.extend(images, anns)
+                results.extend(part_results)
+                skipped.extend(part_skipped)
+            evaluation = _score(ground_truth, results, skipped, score_threshold_for_confusion, start)
         except Exception as e:
             distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
             raise
         distributed.broadcast_object(dataclasses.replace(evaluation, results=[]), "sharing the evaluation")
         return evaluation
-    return _score(
-        [(ground_truth.images, ground_truth.annotations, results, skipped)],
-        class_names,
-        category_ids,
-        score_threshold_for_confusion,
-        start,
-    )
+    return _score(ground_truth, results, skipped, score_threshold_for_confusion, start)
 
 
 def _score(
-    shares: Sequence[tuple[list[dict[str, Any]], list[dict[str, Any]], list[Result], list[str]]],
-    class_names: Sequence[str],
-    category_ids: Sequence[int],
+    ground_truth: _GroundTruth,
+    results: list[Result],
+    skipped: list[str],
     score_threshold_for_confusion: float,
     start: float,
 ) -> Evaluation:
-    """The evaluation of the processes' shares (``(images, annotations, results, skipped)`` each, in
-    dataset order)."""
-    ground_truth = _GroundTruth(class_names, category_ids)
-    results: list[Result] = []
-    skipped: list[str] = []
-    for images, anns, part_results, part_skipped in shares:
-        ground_truth.extend(images, anns)
-        results.extend(part_results)
-        skipped.extend(part_skipped)
+    """The COCO scores, per-class table and confusion matrix of ``results`` against ``ground_truth``."""
+    class_names = [c["name"] for c in ground_truth.categories]
+    category_ids = ground_truth.category_ids
     for message in skipped[:5]:
         log.warning("evaluation: left out unreadable image: %s", message)
     if len(skipped) > 5:
@@ -818,20 +812,12 @@ def write_report(
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``maskrcnn evaluate`` options (and ``func=run_evaluate`` as the parser's default)."""
-    from maskrcnn.data.formats import FORMATS
+    from maskrcnn.cli import _add_data_arguments
 
     parser.add_argument("--weights", required=True, help="a checkpoint saved by training (.safetensors)")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS), help="annotation format")
+    _add_data_arguments(parser)  # --format and -o, as for check-data and inspect
     parser.add_argument(
         "--data", help="what the format reads (JSON file, folder, data YAML); none for --format shapes"
-    )
-    parser.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a reader option, e.g. -o image_dir=images, -o count=50 (repeatable)",
     )
     parser.add_argument("--out", required=True, help="folder for metrics.json and the other report files")
     parser.add_argument(

@@ -279,12 +279,12 @@ class _Run:
 
         local_batch = cfg.data.batch_size * t.accumulate
         self.global_batch = local_batch * group.world_size
-        self.lr = _scaled_lr(t.lr, self.global_batch, t.lr_reference_batch or local_batch, t.scale_lr)
+        reference = t.lr_reference_batch or local_batch
+        self.lr = _scaled_lr(t.lr, self.global_batch, reference, t.scale_lr)
         if self.lr != t.lr:
             self.say(
                 f"learning rate {self.lr:.4g} = train.lr {t.lr:g} x global batch {self.global_batch} / "
-                f"{t.lr_reference_batch or local_batch} (the linear scaling rule; train.scale_lr=false "
-                "keeps train.lr)"
+                f"{reference} (the linear scaling rule; train.scale_lr=false keeps train.lr)"
             )
         params = _param_groups(self.model, t.weight_decay)
         if t.optimizer == "sgd":
@@ -307,7 +307,8 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.metrics: dict[str, Any] = {}
         # The random generators as they were after the last optimizer step: what a save must record, even
-        # when it happens (Ctrl-C) after forward passes of batches whose step never came.
+        # when it happens (Ctrl-C) after forward passes of batches whose step never came. (torch's is
+        # reseeded before every batch anyway; numpy's and Python's serve a user's own transforms.)
         self.rng_after_step: dict[str, Any] | None = None
         # Likewise the model's buffers (BatchNorm statistics move with every forward pass).
         self.buffers_after_step: dict[str, Tensor] | None = None
@@ -694,6 +695,7 @@ def _train_epoch(run: _Run, tqdm: Any) -> bool:
     t, model, group = run.cfg.train, run.model, run.group
     several = group.world_size > 1
     run.sampler.set_epoch(run.epoch, skip=run.batch_in_epoch)
+    run.batches_per_epoch = len(run.sampler)  # repeat-factor sampling draws a new length each epoch
     model.train()
     sums: dict[str, float] = defaultdict(float)
     count, start, step_start = 0.0, time.perf_counter(), run.step
