@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "override",
+    "parse_value",
     "preset",
     "save_config",
 ]
@@ -548,8 +550,28 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
+def _text_value(text: str, annotation: Any) -> Any:
+    """A command-line text for a field of type ``annotation``: :func:`parse_value` of it, except that a
+    field that takes strings keeps the text as typed when it would parse to something else
+    (``train.weights=123``); an optional field takes ``none`` (or ``null``) for ``None``."""
+    value = parse_value(text)
+    accepted = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    if isinstance(value, str):
+        # ``none`` as well as YAML's ``null`` for an optional field (train.max_steps=none).
+        return None if value.lower() == "none" and type(None) in accepted else value
+    if str in accepted and not (value is None and type(None) in accepted):
+        return text
+    return value
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a plain value (from JSON, YAML or the command line) to the annotated field type."""
+    if isinstance(value, str) and annotation is not str:
+        value = _text_value(value, annotation)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if dataclasses.is_dataclass(annotation):
@@ -568,7 +590,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    if origin in (typing.Union, types.UnionType):
+    if _is_union(annotation):
         if value is None and type(None) in args:
             return None
         return _coerce(value, next(a for a in args if a is not type(None)), where)
@@ -617,7 +639,7 @@ def override(cfg: T, assignments: Mapping[str, Any]) -> T:
     """A copy of ``cfg`` with dotted keys replaced, e.g. ``{"rpn.nms_thresh": 0.6}``.
 
     Values may be strings (from the command line: ``"0.6"``, ``"[800, 1024]"``, ``"true"``): they are
-    parsed as YAML-like literals and converted to the field's type.
+    read by :func:`parse_value` and converted to the field's type (a string field keeps its text).
     """
     data = config_to_dict(cfg)
     for key, raw in assignments.items():
@@ -628,47 +650,98 @@ def override(cfg: T, assignments: Mapping[str, Any]) -> T:
                 raise ValueError(f"override {key!r}: {part!r} is not a section of the config")
             node = node[part]
             section = getattr(section, part) if dataclasses.is_dataclass(section) else None
-        # Free-form mappings (reader options) take new keys; config sections only their own.
-        if parts[-1] not in node and dataclasses.is_dataclass(section):
-            raise ValueError(f"override {key!r}: no such key; known here: {sorted(node)}")
-        node[parts[-1]] = _parse_literal(raw) if isinstance(raw, str) else raw
+        if dataclasses.is_dataclass(section):
+            if parts[-1] not in node:
+                raise ValueError(f"override {key!r}: no such key; known here: {sorted(node)}")
+            node[parts[-1]] = raw  # typed by the field when the config is rebuilt
+        else:  # a free-form mapping (reader options): new keys, values as parse_value reads them
+            node[parts[-1]] = parse_value(raw) if isinstance(raw, str) else raw
     return config_from_dict(type(cfg), data)
 
 
-def _parse_literal(text: str) -> Any:
-    import json
+# ----------------------------------------------------------------------------------------------------
+# The one reading of values written by people: config files, --set and reader options (-o)
 
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+
+def _yaml_loader() -> type:
+    """PyYAML's safe loader with YAML 1.2's scalars: only ``true``/``false`` are booleans (YAML 1.1's
+    ``off``, ``no``, ``y`` stay strings: ``train.amp: off`` means the string), ``1e-3`` is a number,
+    and dates stay strings (JSON has no dates)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
         pass
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    return text
+
+    replaced = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:null"}
+    replaced.add("tag:yaml.org,2002:timestamp")
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+0123456789."),
+    )
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+    )
+    return Loader
+
+
+_LOADER: type | None = None
+
+
+def _load_yaml(text: str) -> Any:
+    import yaml
+
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _yaml_loader()
+    return yaml.load(text, Loader=_LOADER)
+
+
+def parse_value(text: str) -> Any:
+    """A value typed on the command line (``--set``, ``-o``): a YAML flow literal in the dialect of the
+    config files (see :func:`load_config`): ``20`` -> 20, ``1e-3`` -> 0.001, ``[640, 800]`` -> a list,
+    ``{1: person}`` -> a dict, ``true`` -> True, ``null`` -> None; the empty text and anything else
+    (``off``, ``none``, ``images/train``) -> the text itself (an optional config field also takes
+    ``none`` for ``None``)."""
+    import yaml
+
+    if not text:
+        return ""
+    try:
+        return _load_yaml(text)
+    except yaml.YAMLError:
+        return text
 
 
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a config as YAML (written to a temporary name and renamed)."""
+    """Write a config as YAML (atomically)."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    from maskrcnn.io import write_text
+
+    return write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def load_config(path: str | os.PathLike[str], cls: type[T] = Config) -> T:  # type: ignore[assignment]
-    """Read a YAML (or JSON) config; missing keys keep their defaults, unknown keys are errors."""
+    """Read a YAML (or JSON) config; missing keys keep their defaults, unknown keys are errors.
+
+    YAML is read with 1.2's plain scalars (see :func:`parse_value`): ``amp: off`` is the string.
+    """
     import yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"config file {path} does not exist") from None
     except yaml.YAMLError as e:

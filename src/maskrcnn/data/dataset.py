@@ -55,6 +55,7 @@ __all__ = [
     "check_annotation",
     "rasterize",
     "read_mask_file",
+    "resolve_index",
     "stored_items",
     "without_transforms",
 ]
@@ -303,6 +304,15 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
 
     Args:
         transforms: ``(image, target) -> (image, target)``, e.g. from ``maskrcnn.data.transforms``.
+
+    Attributes:
+        class_names: names of labels 1..K.
+        image_info: per image, ``path``, ``image_id`` and what :meth:`add_image` was given.
+        problems: what a reader found wrong (:class:`Problem` s); empty for a dataset that checks nothing.
+        source: the file or folder read, for messages (``""``: none).
+        category_ids: the annotation file's own category id of each label (index 0 for label 1), written
+            into COCO results and exports; ``None`` means the labels themselves (see
+            :meth:`coco_category_ids`).
     """
 
     def __init__(self, *, transforms: Transform | None = None) -> None:
@@ -310,6 +320,8 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         self.image_info: list[dict[str, Any]] = []
         self.transforms = transforms
         self.problems: list[Problem] = []
+        self.source: str = ""
+        self.category_ids: list[int] | None = None
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -380,6 +392,23 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         a subclass knows them from its annotations."""
         return [int(v) for v in self.load_masks(index)[1]]
 
+    def coco_category_ids(self) -> list[int]:
+        """The category id of each label (index 0 for label 1): :attr:`category_ids`, else 1..K.
+
+        Raises:
+            DataError: as many ids as classes are not given.
+        """
+        ids = [int(c) for c in self.category_ids] if self.category_ids is not None else []
+        if self.category_ids is None:
+            ids = list(range(1, len(self.class_names) + 1))
+        if len(ids) != len(self.class_names):
+            raise DataError(f"{len(ids)} category ids for {len(self.class_names)} classes")
+        return ids
+
+    def summary(self) -> str:
+        """One line for logs: the images and classes (readers also count instances and problems)."""
+        return f"{len(self)} images, {len(self.class_names)} classes ({', '.join(self.class_names)})"
+
     # -- the Dataset protocol ---------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -415,12 +444,29 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         return image, target
 
 
+def _inner(dataset: Any) -> Any | None:
+    """The dataset that a ``Subset`` or an index-keeping wrapper (``SkipBadItems``) holds; ``None`` for
+    a dataset of its own (an :class:`InstanceDataset`, or any dataset without a ``dataset`` inside)."""
+    if isinstance(dataset, InstanceDataset):
+        return None
+    if isinstance(dataset, Subset):
+        return dataset.dataset
+    return vars(dataset).get("dataset")
+
+
+def resolve_index(dataset: Any, index: int) -> tuple[Any, int]:
+    """The dataset under ``Subset`` s and wrappers, and item ``index``'s index there."""
+    while (inner := _inner(dataset)) is not None:
+        if isinstance(dataset, Subset):
+            index = int(dataset.indices[index])
+        dataset = inner
+    return dataset, index
+
+
 def base_dataset(dataset: Any) -> Any:
     """The dataset under ``Subset`` s and wrappers (``SkipBadItems``): the one with ``class_names``."""
-    while isinstance(dataset, Subset) or (
-        not hasattr(dataset, "class_names") and hasattr(dataset, "dataset")
-    ):
-        dataset = dataset.dataset
+    while (inner := _inner(dataset)) is not None:
+        dataset = inner
     return dataset
 
 

@@ -26,10 +26,9 @@ from torch.utils.data import (
     RandomSampler,
     Sampler,
     SequentialSampler,
-    Subset,
 )
 
-from maskrcnn.data.dataset import DataError, Target
+from maskrcnn.data.dataset import DataError, Target, resolve_index
 from maskrcnn.data.image_io import ImageError
 from maskrcnn.data.transforms import select_instances
 
@@ -43,6 +42,7 @@ __all__ = [
     "collate",
     "drop_crowd",
     "make_data_loader",
+    "mix_seed",
     "repeat_factors",
     "seed_worker",
     "set_epoch",
@@ -85,8 +85,7 @@ def collate(items: Sequence[tuple[Tensor, Target] | BadItem]) -> Batch:
 
 def _reference(dataset: Any, index: int) -> str:
     """How to name item ``index`` of ``dataset`` in a message (through ``Subset`` s)."""
-    while isinstance(dataset, Subset):
-        dataset, index = dataset.dataset, int(dataset.indices[index])
+    dataset, index = resolve_index(dataset, index)
     if hasattr(dataset, "image_reference"):
         try:
             return str(dataset.image_reference(index))
@@ -137,11 +136,7 @@ def drop_crowd(target: Target) -> Target:
 
 
 def _image_size(dataset: Any, index: int) -> tuple[int, int]:
-    while isinstance(dataset, (Subset, SkipBadItems)):
-        if isinstance(dataset, Subset):
-            dataset, index = dataset.dataset, int(dataset.indices[index])
-        else:
-            dataset = dataset.dataset
+    dataset, index = resolve_index(dataset, index)
     if hasattr(dataset, "image_size"):
         h, w = dataset.image_size(index)
         return int(h), int(w)
@@ -243,11 +238,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
 
 
 def _instance_labels(dataset: Any, index: int) -> list[int]:
-    while isinstance(dataset, (Subset, SkipBadItems)):
-        if isinstance(dataset, Subset):
-            dataset, index = dataset.dataset, int(dataset.indices[index])
-        else:
-            dataset = dataset.dataset
+    dataset, index = resolve_index(dataset, index)
     return [int(v) for v in dataset.instance_labels(index)]
 
 
@@ -272,9 +263,10 @@ def repeat_factors(labels_per_image: Sequence[Sequence[int]], threshold: float) 
     )
 
 
-def _mix(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed from ``(seed, epoch)``: nearby pairs give unrelated streams."""
-    digest = hashlib.sha256(f"{int(seed)},{int(epoch)}".encode()).digest()
+def mix_seed(*values: int) -> int:
+    """A 63-bit generator seed from several integers (``(seed, epoch)``, ``(seed, epoch, index)``...):
+    nearby tuples give unrelated streams."""
+    digest = hashlib.sha256(",".join(str(int(v)) for v in values).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -312,7 +304,7 @@ class RepeatFactorSampler(Sampler[int]):
 
     def indices(self, epoch: int) -> Tensor:
         """``int64 [M]`` indices of the pass of ``epoch`` (``M`` varies around ``len(self)``)."""
-        g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         whole = self.factors.floor()
         counts = whole + (
             torch.rand(self.factors.shape, generator=g, dtype=torch.float64) < self.factors - whole
@@ -414,7 +406,7 @@ def make_data_loader(
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last)
     # The loader's generator draws the workers' base seed; a different stream from the order's.
-    loader_seed = _mix(seed, -1)
+    loader_seed = mix_seed(seed, -1)
     return DataLoader(
         data,
         batch_sampler=batch_sampler,

@@ -16,7 +16,6 @@ every epoch's batches.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,16 +32,11 @@ from maskrcnn.data.loader import (
     SkipBadItems,
     aspect_ratio_groups,
     collate,
+    mix_seed,
     seed_worker,
 )
 
 __all__ = ["EpochBatches", "SeededItems", "build_augmentation", "load_split", "make_train_loader", "mix_seed"]
-
-
-def mix_seed(*values: int) -> int:
-    """A 63-bit seed from several integers: nearby tuples give unrelated streams."""
-    digest = hashlib.sha256(",".join(str(int(v)) for v in values).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compose | None:

@@ -812,7 +812,7 @@ def write_report(
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``maskrcnn evaluate`` options (and ``func=run_evaluate`` as the parser's default)."""
-    from maskrcnn.cli import _add_data_arguments
+    from maskrcnn.cli.common import add_data_arguments as _add_data_arguments
 
     parser.add_argument("--weights", required=True, help="a checkpoint saved by training (.safetensors)")
     _add_data_arguments(parser)  # --format and -o, as for check-data and inspect
@@ -866,13 +866,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _run_evaluate(args: argparse.Namespace, device: torch.device, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
-    from maskrcnn.cli import _parse_assignments
+    from maskrcnn.cli.common import reader_options
     from maskrcnn.data import load_dataset
     from maskrcnn.weights import load_checkpoint
 
     if not Path(args.weights).is_file():  # before reading the data, which may take a while
         return _error(f"--weights {args.weights}: no such file")
-    options = _parse_assignments(args.option, "--option")
+    options = reader_options(args.option)
     try:
         dataset = load_dataset(args.format, args.data, **options)
     except TypeError as e:  # an option the reader does not take

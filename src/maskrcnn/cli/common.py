@@ -1,0 +1,127 @@
+"""What every command shares: the error type, ``KEY=VALUE`` lists, the data and device arguments.
+
+A command's handler is ``run_<command>(args) -> int`` (the exit code: 0 done, 1 a problem said on
+stderr, 130 interrupted). Problems with what the user gave (a file, a flag, the data) are raised as
+:class:`CommandError` or as the library's own errors (``ValueError`` s such as ``DataError``, ``OSError``,
+``TrainingError``); :func:`maskrcnn.cli.main` prints them as one line, ``error: ...`` (``error (rank N):
+...`` in the other processes of a torchrun launch), and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from maskrcnn.config import parse_value
+
+__all__ = [
+    "CommandError",
+    "add_data_arguments",
+    "add_device_argument",
+    "add_set_argument",
+    "load_data",
+    "print_error",
+    "progress",
+    "rank_label",
+    "reader_options",
+    "split_assignments",
+]
+
+
+class CommandError(Exception):
+    """A problem with the command's input, said to the user as one line (exit code 1)."""
+
+
+def rank_label() -> str:
+    """`` (rank N)`` in the processes of a torchrun launch other than rank 0 (whose output is plain)."""
+    # From the environment: the process group may be gone by the time the command reports.
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    return f" (rank {rank})" if rank else ""
+
+
+def print_error(message: str) -> int:
+    """Say ``error: message`` on stderr; returns the exit code 1."""
+    print(f"error{rank_label()}: {message}", file=sys.stderr)
+    return 1
+
+
+def split_assignments(pairs: Iterable[str], flag: str) -> dict[str, str]:
+    """``["train.lr=0.01", "data.batch_size=4"]`` -> ``{"train.lr": "0.01", ...}``: the texts as typed
+    (the config types them: see :func:`maskrcnn.config.override`)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def reader_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``-o`` options for a reader: ``{"image_dir": "imgs", "count": 20}``, values read by
+    :func:`maskrcnn.config.parse_value` (a reader's keyword arguments have no config type to go by)."""
+    return {key: parse_value(value) for key, value in split_assignments(pairs, "--option").items()}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, format_flag: str = "--format") -> None:
+    """``--format`` (or ``--from``) with the readers' names, and ``-o KEY=VALUE`` reader options."""
+    from maskrcnn.data.formats import FORMATS
+
+    parser.add_argument(
+        format_flag,
+        dest="format",
+        required=True,
+        choices=sorted(FORMATS),
+        help="annotation format",
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option, e.g. -o image_dir=images, -o class_attribute=name (repeatable)",
+    )
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): config overrides."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def add_device_argument(parser: argparse.ArgumentParser, *, default: str | None = "auto") -> None:
+    parser.add_argument(
+        "--device",
+        default=default,
+        help="auto (CUDA, else MPS, else CPU"
+        + ("; default)" if default == "auto" else ")")
+        + ", cpu, cuda, cuda:N, mps",
+    )
+
+
+def load_data(format: str, path: str | None, options: Sequence[str], *, strict: bool = False) -> Any:
+    """The dataset ``--format``, the path and ``-o`` options name (an ``InstanceDataset``).
+
+    Raises:
+        CommandError: an option the reader does not take.
+        DataError, ImageError, OSError: the data cannot be read (reported by :func:`maskrcnn.cli.main`).
+    """
+    from maskrcnn.data import load_dataset
+
+    kwargs = reader_options(options)
+    if strict:
+        kwargs["strict"] = True
+    try:
+        return load_dataset(format, path, **kwargs)
+    except TypeError as e:  # an option the reader does not take
+        raise CommandError(f"--format {format}: {e}") from None
+
+
+def progress(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
+    """A progress bar on stderr around an iterable of ``total`` images."""
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, total=total, desc=desc, unit="img", leave=False, file=sys.stderr)

@@ -1,0 +1,124 @@
+"""The data commands: ``check-data``, ``inspect data`` and ``convert``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from maskrcnn.cli.common import (
+    CommandError,
+    add_data_arguments,
+    add_set_argument,
+    load_data,
+    progress,
+    split_assignments,
+)
+
+__all__ = ["add_parsers", "run_check_data", "run_convert", "run_inspect_data"]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    check = sub.add_parser(
+        "check-data",
+        help="validate a dataset: counts per class, and every problem named",
+        description="Read a dataset as training would and report per-class counts, images without objects "
+        "and every problem (file, image, annotation, value). Exit code 0 when there is no error, else 1.",
+    )
+    add_data_arguments(check)
+    check.add_argument("path", nargs="?", help="what the format reads (JSON file, folder, data YAML)")
+    check.add_argument("--strict", action="store_true", help="stop at the first error")
+    check.set_defaults(func=run_check_data)
+
+    inspect = sub.add_parser("inspect", help="pictures of data (and later, of models)")
+    inspect_sub = inspect.add_subparsers(dest="what", metavar="WHAT", required=True)
+    data = inspect_sub.add_parser(
+        "data", help="a grid of images with their ground-truth masks, boxes and class names"
+    )
+    add_data_arguments(data)
+    data.add_argument("path", nargs="?", help="what the format reads")
+    data.add_argument("--out", required=True, help="the PNG to write")
+    data.add_argument("--count", type=int, default=16, help="images in the grid (default 16)")
+    data.add_argument("--columns", type=int, default=4)
+    data.add_argument("--shuffle", action="store_true", help="random images instead of the first ones")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument(
+        "--anchors",
+        action="store_true",
+        help="also write OUT_anchors.png: the model's anchors and the positive ones over the first image",
+    )
+    add_set_argument(
+        data,
+        "model config for --anchors, e.g. --set anchors.sizes=[[16],[32],[64],[128],[256]] "
+        "--set transform.min_size=128",
+    )
+    data.set_defaults(func=run_inspect_data)
+
+    convert = sub.add_parser(
+        "convert",
+        help="convert a dataset to COCO JSON",
+        description="maskrcnn convert --from FORMAT SRC --to coco OUT.json: any reader's dataset as COCO "
+        "instances (masks as RLE, boxes from the masks); problems are listed and their instances left out.",
+    )
+    add_data_arguments(convert, format_flag="--from")
+    convert.add_argument("source", nargs="?", help="what the source format reads")
+    convert.add_argument(
+        "--to", nargs=2, required=True, metavar=("FORMAT", "OUT"), help="coco and the JSON file to write"
+    )
+    convert.add_argument(
+        "--image-root", help="write image file names relative to this folder (default: absolute paths)"
+    )
+    convert.add_argument("--strict", action="store_true", help="stop at the first error")
+    convert.set_defaults(func=run_convert)
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    from maskrcnn.data.check import check_dataset
+
+    dataset = load_data(args.format, args.path, args.option, strict=args.strict)
+    report = check_dataset(
+        dataset, source=args.path or args.format, progress=progress(len(dataset), "checking")
+    )
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def run_inspect_data(args: argparse.Namespace) -> int:
+    from maskrcnn.engine.inspect import anchor_picture, ground_truth_grid
+
+    dataset = load_data(args.format, args.path, args.option)
+    if len(dataset) == 0:
+        raise CommandError("the dataset has no images")
+    grid, indices = ground_truth_grid(
+        dataset, count=args.count, columns=args.columns, shuffle=args.shuffle, seed=args.seed
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    print(f"wrote {out} ({len(indices)} images)")
+    if args.anchors:
+        anchors_out = out.with_name(out.stem + "_anchors" + out.suffix)
+        anchor_picture(dataset, indices[0], split_assignments(args.set, "--set")).save(anchors_out)
+        print(f"wrote {anchors_out} (anchors at the centre of each level, positive anchors green)")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from maskrcnn.data.formats.export import write_coco
+
+    target_format, out_path = args.to
+    if target_format != "coco":
+        raise CommandError(f"convert --to {target_format}: only coco is supported")
+    dataset = load_data(args.format, args.source, args.option, strict=args.strict)
+    problems = [str(p) for p in dataset.problems]
+    skipped: list[str] | None = None if args.strict else []
+    out = write_coco(dataset, out_path, image_root=args.image_root, skipped=skipped)
+    problems += [f"error: {message}" for message in skipped or []]
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    errors = sum(line.startswith("error") for line in problems)
+    print(
+        f"wrote {out}: {len(dataset) - len(skipped or [])} images, {len(dataset.class_names)} classes"
+        + (f" ({errors} instances or images with errors left out, listed above)" if errors else "")
+    )
+    return 0

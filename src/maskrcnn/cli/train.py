@@ -1,0 +1,108 @@
+"""The training commands: ``train`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from maskrcnn.cli.common import CommandError, add_set_argument, print_error, rank_label, split_assignments
+from maskrcnn.config import LAYERS, PRESETS
+
+__all__ = ["add_parsers", "run_demo", "run_train"]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a model (from scratch or from weights you have)",
+        description="Train Mask R-CNN. The run directory (--out) receives config.yaml, log.jsonl, "
+        "last/best checkpoints (.safetensors with the config and class names beside them), the training "
+        "state for --resume, loss_curve.png and the final validation report (metrics.json).",
+    )
+    train.add_argument("--preset", choices=list(PRESETS), help="a starting config (default shapes)")
+    train.add_argument("--config", help="a YAML config file (e.g. a run's config.yaml)")
+    train.add_argument("--data", help="the training data (what the format reads)")
+    train.add_argument("--val-data", help="the validation data")
+    train.add_argument("--format", help="the data format (default: the preset's)")
+    train.add_argument(
+        "--weights",
+        help="initial weights: a .safetensors checkpoint, a torchvision .pth, an ImageNet ResNet "
+        ".pth, or 'last' to resume the run in --out",
+    )
+    train.add_argument("--layers", choices=list(LAYERS), help="which layers train")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out exactly where it stopped"
+    )
+    add_set_argument(
+        train, "override a config value, e.g. --set train.lr=0.01 --set data.batch_size=4 (repeatable)"
+    )
+    train.add_argument("--out", required=True, help="the run directory")
+    train.set_defaults(func=run_train)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the demo: train a small model on synthetic shapes and evaluate it (CPU, minutes)",
+        description="Generate the shapes data, train a small Mask R-CNN from scratch, evaluate it on "
+        "held-out shapes and write the model, metrics.json, the loss curve and prediction pictures to --out.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="the output folder (default runs/demo)")
+    demo.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    add_set_argument(demo, "override the shapes preset")
+    demo.set_defaults(func=run_demo)
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """The run's config: a preset or a file, then the command-line settings, then --set overrides."""
+    from maskrcnn.config import load_config, override, preset
+
+    if args.preset and args.config:
+        raise CommandError("train: give --preset or --config, not both")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "shapes")
+    flags = {
+        "data.format": args.format,
+        "data.train": args.data,
+        "data.val": args.val_data,
+        "train.weights": args.weights,
+        "train.layers": args.layers,
+        "train.device": args.device,
+    }
+    # Flag values are taken as they are (a path stays a path); --set texts are typed by the config.
+    assignments: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
+    assignments.update(split_assignments(args.set, "--set"))
+    return override(cfg, assignments)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from maskrcnn.config import load_config, override
+    from maskrcnn.engine.run_dir import RunDir
+    from maskrcnn.engine.train import train
+
+    resume = args.resume or args.weights == "last"
+    if resume:
+        # The run's own config; --set may still change what is safe to change (e.g. train.epochs).
+        cfg = override(load_config(RunDir(args.out).config), split_assignments(args.set, "--set"))
+    else:
+        cfg = _run_config(args)
+    result = train(cfg, args.out, resume=resume)
+    if rank_label() == "":
+        from maskrcnn.engine.evaluation.report import format_metrics
+
+        print(f"{result.stopped}: {result.steps} steps, run directory {result.run_dir}")
+        if result.metrics:
+            print(format_metrics(result.metrics, keys=("AP", "AP50", "AP75")))
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from maskrcnn.engine.demo import run_demo as demo
+    from maskrcnn.engine.distributed import launched_with_several_processes
+
+    if launched_with_several_processes():
+        return print_error(
+            "the demo runs in one process; to train the shapes preset with torchrun use "
+            "`torchrun --nproc-per-node N -m maskrcnn train --preset shapes --out DIR`"
+        )
+    print(demo(Path(args.out), split_assignments(args.set, "--set"), resume=args.resume))
+    return 0
