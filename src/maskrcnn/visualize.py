@@ -1,4 +1,5 @@
-"""Pictures: instances over images (ground truth or detections), grids, anchors, and the colour splash.
+"""Pictures: instances over images (ground truth or detections), grids, anchors, the colour splash, and
+the training loss curve.
 
 Everything draws with Pillow on 8-bit RGB images and returns ``PIL.Image.Image`` objects; inputs are the
 project's tensors (image float ``[3, H, W]`` in 0..1, boxes xyxy pixels, masks ``[N, H, W]``).
@@ -7,7 +8,8 @@ project's tensors (image float ``[3, H, W]`` in 0..1, boxes xyxy pixels, masks `
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ __all__ = [
     "draw_anchors",
     "draw_instances",
     "image_grid",
+    "loss_curve_figure",
     "random_colors",
     "to_pil",
 ]
@@ -177,3 +180,34 @@ def color_splash(image: Tensor, masks: Tensor, *, threshold: float = 0.5) -> Ten
         return grey.clone()
     inside = (masks.reshape(-1, *masks.shape[-2:]) >= threshold).any(dim=0)
     return torch.where(inside, image, grey)
+
+
+# The training losses drawn, in this order (the total first, thicker).
+_LOSS_KEYS = ("loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
+
+
+def loss_curve_figure(history: Sequence[Mapping[str, Any]]) -> Any:
+    """A matplotlib ``Figure`` of the training losses against the step (log scale), with the
+    validation loss as points, from a run's log records (``kind`` ``train`` / ``validation``); ``None``
+    when there is no training record. Save it with ``figure.savefig(path)``."""
+    steps = [r for r in history if r.get("kind") == "train"]
+    if not steps:
+        return None
+    # The object-oriented API without pyplot: no global backend or figure registry is touched.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), layout="tight")
+    ax = figure.subplots()
+    x = [r["step"] for r in steps]
+    for key in _LOSS_KEYS:
+        if key in steps[0]:
+            ax.plot(x, [r[key] for r in steps], label=key, linewidth=2 if key == "loss" else 1)
+    val = [r for r in history if r.get("kind") == "validation" and "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "ko--", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return figure

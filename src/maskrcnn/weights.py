@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from maskrcnn.config import ModelConfig, config_from_dict, config_to_dict
+from maskrcnn.io import atomic_write, write_text
 
 __all__ = [
     "CLASS_DEPENDENT",
@@ -298,23 +298,9 @@ def save_checkpoint(
     text = json.dumps(info, indent=1)
     # safetensors stores contiguous tensors; channels-last weights are made contiguous, values unchanged.
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"maskrcnn": text}))
-    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text + "\n"))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"maskrcnn": text}))
+    write_text(path.with_suffix(".json"), text + "\n")
     return path
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Checkpoint:

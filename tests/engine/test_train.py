@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-import maskrcnn.engine.train as train_module
 from maskrcnn.cli import main
 from maskrcnn.config import Config, load_config, override, preset, save_config
+from maskrcnn.engine.hooks import Hook, TensorBoard
 from maskrcnn.engine.train import TrainingError, train
 from maskrcnn.modeling.roi_heads import RoIHeads
 from maskrcnn.weights import load_checkpoint
@@ -166,10 +166,10 @@ def test_a_kill_while_saving_leaves_the_previous_state(tmp_path, monkeypatch):
             f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module.torch, "save", killed)
+    monkeypatch.setattr(torch, "save", killed)
     with pytest.raises(KeyboardInterrupt):
         train(load_config(tmp_path / "run" / "config.yaml"), tmp_path / "run", resume=True, progress=False)
-    monkeypatch.setattr(train_module.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     assert (tmp_path / "run" / "last.state.pt").read_bytes() == before
     assert _state(tmp_path / "run")["step"] == 2
 
@@ -300,7 +300,7 @@ def test_demo_again_replaces_a_finished_demo_and_resumes_an_interrupted_one(tmp_
         run_demo(other, small)
 
 
-def test_tensorboard_receives_the_log_when_installed(tmp_path, monkeypatch):
+def test_tensorboard_hook_receives_the_log(tmp_path):
     class Recorder:
         def __init__(self):
             self.scalars = []
@@ -312,11 +312,10 @@ def test_tensorboard_receives_the_log_when_installed(tmp_path, monkeypatch):
             pass
 
     recorder = Recorder()
-    monkeypatch.setattr(train_module, "_tensorboard", lambda run_dir: recorder)
     cfg = tiny(
         **{"train.max_steps": 2, "data.val_options": {"count": 2, "seed": 1, "image_size": 96, "buffer": 16}}
     )
-    train(cfg, tmp_path / "run", progress=False)
+    train(cfg, tmp_path / "run", progress=False, hooks=[TensorBoard(recorder)])
     tags = {tag for tag, _, _ in recorder.scalars}
     assert {
         "train/loss",
@@ -327,3 +326,79 @@ def test_tensorboard_receives_the_log_when_installed(tmp_path, monkeypatch):
     } <= tags
     first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert ("train/loss", first["loss"], 1) in recorder.scalars
+
+
+# The keys of last.state.pt as runs before the engine redesign wrote them: such runs must still resume.
+STATE_KEYS = {
+    "version", "model", "optimizer", "scheduler", "scaler", "ema", "step", "epoch", "batch_in_epoch",
+    "best", "bad_validations", "history", "rng", "config",
+}  # fmt: skip
+
+
+class Counter(Hook):
+    """Counts the steps it sees; its count is saved with the run and comes back on resume."""
+
+    def __init__(self):
+        self.seen = []
+        self.count = 0
+
+    def after_step(self, trainer):
+        self.seen.append(trainer.step)
+        self.count += 1
+
+    def state_dict(self):
+        return {"counter_count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state.get("counter_count", 0)
+
+
+def test_a_custom_hook_sees_every_step_and_its_state_survives_a_resume(tmp_path):
+    first = Counter()
+    cfg = tiny(**{"train.max_steps": 3})
+    train(cfg, tmp_path / "run", progress=False, hooks=[first])
+    assert first.seen == [1, 2, 3]
+    state = _state(tmp_path / "run")
+    assert state["counter_count"] == 3
+    assert set(state) == STATE_KEYS | {"counter_count"}
+    again = Counter()
+    resumed = override(load_config(tmp_path / "run" / "config.yaml"), {"train.max_steps": 5})
+    train(resumed, tmp_path / "run", resume=True, progress=False, hooks=[again])
+    assert again.seen == [4, 5]
+    assert again.count == 5
+    assert _state(tmp_path / "run")["counter_count"] == 5
+
+
+def test_a_hook_may_not_take_the_trainers_state_keys(tmp_path):
+    class Greedy(Hook):
+        def state_dict(self):
+            return {"step": 0}
+
+    with pytest.raises(TrainingError, match=r"Greedy's state keys \['step'\] are taken"):
+        train(tiny(**{"train.max_steps": 1}), tmp_path / "run", progress=False, hooks=[Greedy()])
+
+
+def test_train_leaves_the_callers_config_alone_and_returns_the_resolved_one(tmp_path):
+    cfg = tiny(**{"train.max_steps": 1, "train.layers": "heads", "model.num_classes": 91})
+    before = Config(**{f: getattr(cfg, f) for f in ("model", "data", "train", "eval")})
+    snapshot = json.dumps(__import__("dataclasses").asdict(cfg), sort_keys=True)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert json.dumps(__import__("dataclasses").asdict(cfg), sort_keys=True) == snapshot
+    assert cfg == before
+    assert result.config.model.num_classes == 4  # three shapes + background
+    assert result.config.model.backbone.trainable_layers == 0
+    assert load_config(tmp_path / "run" / "config.yaml") == result.config
+
+
+def test_run_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        cfg = tiny(**{"train.max_steps": 2, "data.val_options": {"count": 2, "seed": 1, "image_size": 96}})
+        train(cfg, tmp_path / "run", progress=False)
+    finally:
+        os.umask(old)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "last.safetensors", "last.json", "last.state.pt", "best.safetensors",
+                 "loss_curve.png", "metrics.json", "results.json", "pr_curve.png"):  # fmt: skip
+        assert (run / name).stat().st_mode & 0o777 == 0o644, name
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 done, 1 a problem said on stderr, 130 interrupted)."""
     from maskrcnn.engine.distributed import DistributedError
-    from maskrcnn.engine.train import TrainingError
+    from maskrcnn.engine.errors import TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -35,8 +35,17 @@ from maskrcnn.data.loader import (
     mix_seed,
     seed_worker,
 )
+from maskrcnn.engine.errors import TrainingError
 
-__all__ = ["EpochBatches", "SeededItems", "build_augmentation", "load_split", "make_train_loader", "mix_seed"]
+__all__ = [
+    "EpochBatches",
+    "SeededItems",
+    "build_augmentation",
+    "load_split",
+    "load_training_data",
+    "make_train_loader",
+    "mix_seed",
+]
 
 
 def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compose | None:
@@ -78,6 +87,25 @@ def load_split(cfg: DataConfig, split: str) -> InstanceDataset | None:
     if cfg.strict:
         options["strict"] = True
     return load_dataset(cfg.format, path, **options)
+
+
+def load_training_data(cfg: DataConfig) -> tuple[InstanceDataset, InstanceDataset | None]:
+    """The training dataset (its augmentation set) and the validation dataset (``None`` without one).
+
+    Raises:
+        TrainingError: the two have different classes.
+    """
+    train_data = load_split(cfg, "train")
+    assert train_data is not None
+    val_data = load_split(cfg, "val")
+    if val_data is not None and list(val_data.class_names) != list(train_data.class_names):
+        raise TrainingError(
+            f"the validation data's classes {list(val_data.class_names)} differ from the training "
+            f"data's {list(train_data.class_names)}; give both readers the same class names "
+            "(e.g. --set data.val_options.class_names=[...])"
+        )
+    train_data.transforms = build_augmentation(cfg.augment, train_data)
+    return train_data, val_data
 
 
 class SeededItems(Dataset[Any]):

@@ -18,7 +18,11 @@ import torch
 
 from maskrcnn.config import load_config, override, preset
 from maskrcnn.data import ShapesDataset
-from maskrcnn.engine.train import TrainingError, train
+from maskrcnn.engine.errors import TrainingError
+from maskrcnn.engine.evaluation import metrics_summary
+from maskrcnn.engine.run_dir import RunDir
+from maskrcnn.engine.train import train
+from maskrcnn.io import atomic_write
 from maskrcnn.visualize import draw_instances, image_grid
 from maskrcnn.weights import load_checkpoint
 
@@ -52,22 +56,20 @@ def prediction_pictures(
                 )
             )
             titles.append(f"{int(keep.sum())} found / {len(target['labels'])} drawn")
-    path = Path(out)
-    image_grid(pictures, columns=4, titles=titles, cell=256).save(path)
-    return path
+    return atomic_write(out, image_grid(pictures, columns=4, titles=titles, cell=256).save)
 
 
-def _previous_run(out: Path) -> str | None:
+def _previous_run(run: RunDir) -> str | None:
     """``"finished"``, ``"unfinished"`` or ``None`` (no run) for a demo folder; refuses other runs."""
-    if not (out / "last.state.pt").exists():
+    if not run.holds_run():
         return None
     try:
-        cfg = load_config(out / "config.yaml")
+        cfg = load_config(run.config)
     except ValueError:
         cfg = None
     if cfg is None or cfg.data.format != "shapes":
-        raise TrainingError(f"{out} holds a run that is not a demo: choose another --out")
-    return "finished" if (out / "predictions.png").exists() else "unfinished"
+        raise TrainingError(f"{run.path} holds a run that is not a demo: choose another --out")
+    return "finished" if run.predictions.exists() else "unfinished"
 
 
 def run_demo(
@@ -83,8 +85,9 @@ def run_demo(
     it), and replaced when it was finished: the demo's data is generated, nothing is lost.
     """
     start = time.perf_counter()
-    out = Path(out_dir)
-    previous = _previous_run(out)
+    run = RunDir(out_dir)
+    out = run.path
+    previous = _previous_run(run)
     if previous == "unfinished":
         resume = True
     elif previous == "finished" and not resume:
@@ -96,22 +99,21 @@ def run_demo(
             announce(message)
         else:
             print(message, file=sys.stderr)
-    cfg = load_config(out / "config.yaml") if resume else override(preset("shapes"), overrides or {})
+    cfg = load_config(run.config) if resume else override(preset("shapes"), overrides or {})
     result = train(cfg, out, resume=resume, announce=announce)
-    pictures = prediction_pictures(out / "last.safetensors", out / "predictions.png")
+    pictures = prediction_pictures(run.checkpoint("last"), run.predictions)
     minutes = (time.perf_counter() - start) / 60
-
-    def ap(section: str, key: str) -> float:
-        return float(result.metrics.get(section, {}).get(key) or 0.0)
-
+    scores = (
+        metrics_summary(result.metrics, keys=("AP", "AP50", "AP75"), sections=("segm", "bbox"))
+        if result.metrics
+        else "no validation"
+    )
     lines = [
         f"demo {result.stopped} in {minutes:.1f} min ({result.steps} steps)",
-        f"held-out shapes ({cfg.data.val_options.get('count', '?')} images): mask AP {ap('segm', 'AP'):.3f}  "
-        f"AP50 {ap('segm', 'AP50'):.3f}  AP75 {ap('segm', 'AP75'):.3f}; box AP {ap('bbox', 'AP'):.3f}  "
-        f"AP50 {ap('bbox', 'AP50'):.3f}",
-        f"model       {out / 'last.safetensors'}",
+        f"held-out shapes ({cfg.data.val_options.get('count', '?')} images): {scores}",
+        f"model       {run.checkpoint('last')}",
         f"metrics     {out / 'metrics.json'} (and per_class.txt, pr_curve.png, confusion_matrix.png)",
-        f"loss curve  {out / 'loss_curve.png'}",
+        f"loss curve  {run.loss_curve}",
         f"pictures    {pictures}",
     ]
     return "\n".join(lines)
