@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from maskrcnn.data import InstanceDataset
-from maskrcnn.engine.evaluate import evaluate
+from maskrcnn.engine.evaluation import evaluate
 from maskrcnn.weights import load_checkpoint
 
 CLASSES = ("square", "circle", "triangle")

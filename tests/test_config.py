@@ -62,3 +62,51 @@ def test_validation_names_the_field():
         override(ModelConfig(), {"backbone.in_channels": 4})
     with pytest.raises(ValueError, match=r"anchors.sizes has 3 levels"):
         override(ModelConfig(), {"anchors.sizes": "[[32], [64], [128]]"})
+
+
+def test_one_reading_of_command_line_values():
+    from maskrcnn.config import parse_value
+
+    assert parse_value("20") == 20
+    assert parse_value("1e-3") == 0.001  # YAML 1.2: a number (PyYAML's 1.1 rules say a string)
+    assert parse_value("[640, 800]") == [640, 800]
+    assert parse_value("{1: person, 2: car}") == {1: "person", 2: "car"}
+    assert parse_value("true") is True
+    assert parse_value("null") is None
+    for text in ("off", "on", "yes", "no", "none", "images/train", "2024-01-01", ""):
+        assert parse_value(text) == text  # YAML 1.1 would give booleans and a date
+
+
+def test_string_fields_keep_the_text_and_optional_fields_take_none():
+    from maskrcnn.config import preset
+
+    cfg = override(
+        preset("shapes"),
+        {
+            "train.amp": "off",  # a string field: not YAML 1.1's False
+            "train.weights": "123",  # a path that looks like a number stays a path
+            "train.layers": "none",
+            "train.max_steps": "none",
+            "train.lr": "1e-3",
+            "data.train": '"my data.json"',
+            "data.train_options.count": "20",  # a free-form mapping: typed by parse_value
+        },
+    )
+    assert cfg.train.amp == "off"
+    assert cfg.train.weights == "123"
+    assert cfg.train.layers is None
+    assert cfg.train.max_steps is None
+    assert cfg.train.lr == 0.001
+    assert cfg.data.train == "my data.json"
+    assert cfg.data.train_options["count"] == 20
+
+
+def test_config_files_are_read_in_the_same_dialect(tmp_path):
+    from maskrcnn.config import load_config, save_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  amp: off\n  lr: 1e-3\nmodel:\n  backbone:\n    fpn_norm: none\n")
+    cfg = load_config(path)
+    assert (cfg.train.amp, cfg.train.lr, cfg.model.backbone.fpn_norm) == ("off", 0.001, "none")
+    save_config(cfg, path)
+    assert load_config(path) == cfg

@@ -240,3 +240,13 @@ def test_plain_safetensors_is_not_a_project_checkpoint(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_a_corrupt_safetensors_file_is_a_value_error_naming_it(tmp_path):
+    cfg = tiny_config()
+    path = save_checkpoint(
+        build_model(cfg), tmp_path / "m.safetensors", config=cfg, class_names=["a", "b", "c"]
+    )
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk or an interrupted copy
+    with pytest.raises(ValueError, match=r"cannot read checkpoint .*m.safetensors: not a valid safetensors"):
+        load_checkpoint(path)

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from maskrcnn.engine.distributed import process_group
-from maskrcnn.engine.evaluate import Evaluation, evaluate
-from tests.engine.test_evaluate import Rectangles, rect_mask
+from maskrcnn.engine.evaluation import Evaluation, evaluate
+from tests.engine.evaluation.helpers import Rectangles, rect_mask
 
 # (label, (y0, y1, x0, x1)) per image, in a 40 x 50 image; image 2 is empty, image 4 unreadable.
 SCENE = [

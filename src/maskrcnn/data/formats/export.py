@@ -1,4 +1,5 @@
-"""Writing any dataset as COCO instance annotations (``maskrcnn convert --from FORMAT SRC --to coco OUT``).
+"""Datasets as COCO instance annotations: :class:`CocoBuilder`, the one place a dataset's items become a
+COCO dict (``maskrcnn convert --from FORMAT SRC --to coco OUT`` writes it; evaluation scores against it).
 
 Every instance is written as the mask the dataset's items hold, in compressed RLE: reading the file back
 with the COCO reader gives the same masks pixel for pixel, whatever the source format stored (polygons,
@@ -7,18 +8,21 @@ label images, mask files). Boxes and areas are those of the masks.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from maskrcnn.data.dataset import DataError, InstanceDataset, stored_items
+import torch
+from torch import Tensor
+
+from maskrcnn.data.dataset import DataError, base_dataset, resolve_index, stored_items
 from maskrcnn.data.formats import load_dataset
+from maskrcnn.io import write_json
 from maskrcnn.ops.masks import rle_encode
 
-__all__ = ["convert", "to_coco", "write_coco"]
+__all__ = ["CocoBuilder", "convert", "to_coco", "write_coco"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,131 @@ log = logging.getLogger(__name__)
 _SHOWN_PROBLEMS = 20
 
 
+class CocoBuilder:
+    """A COCO instances dict, built one image at a time.
+
+    Images get ``id`` (the target's ``image_id``), ``file_name``, ``height``, ``width``; annotations get
+    ``id`` 1.., ``image_id``, ``category_id``, ``segmentation`` (compressed RLE, ``counts`` a str),
+    ``area`` (mask pixels, an int), ``bbox`` ``[x, y, w, h]`` (the target's box) and ``iscrowd``.
+
+    Args:
+        class_names: names of labels 1..K.
+        category_ids: the category id of each label (index 0 for label 1): the ids written out.
+
+    Raises:
+        DataError: not as many category ids as classes.
+    """
+
+    def __init__(self, class_names: Sequence[str], category_ids: Sequence[int]) -> None:
+        if len(category_ids) != len(class_names):
+            raise DataError(f"{len(category_ids)} category ids for {len(class_names)} classes")
+        self.class_names = [str(n) for n in class_names]
+        self.category_ids = [int(c) for c in category_ids]
+        self.categories = [
+            {"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names, strict=True)
+        ]
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+        self._references: dict[int, str] = {}  # image id -> how messages name the image ("": unknown)
+
+    @classmethod
+    def for_dataset(cls, dataset: Any) -> CocoBuilder:
+        """An empty builder with the classes and category ids of ``dataset`` (or of the dataset under a
+        ``Subset``): ``coco_category_ids()``, the annotation file's own ids."""
+        base = base_dataset(dataset)
+        return cls(base.class_names, base.coco_category_ids())
+
+    def add(
+        self,
+        image_id: int,
+        height: int,
+        width: int,
+        target: Mapping[str, Tensor],
+        *,
+        file_name: str | None = None,
+        reference: str = "",
+    ) -> None:
+        """Add one image and its instances.
+
+        Args:
+            image_id: the image's COCO id (distinct across the builder).
+            height, width: the image's size.
+            target: ``masks`` uint8 ``[N, H, W]``, ``boxes`` xyxy ``[N, 4]``, ``labels`` ``[N]`` in 1..K
+                and optionally ``iscrowd`` ``[N]``.
+            file_name: default ``image_<id>.png`` (a name to save an image without a file under).
+            reference: how messages name the image (its path, say).
+
+        Raises:
+            DataError: ``image_id`` is taken.
+        """
+        self._claim(image_id, reference)
+        self.images.append(
+            {
+                "id": image_id,
+                "file_name": file_name if file_name is not None else f"image_{image_id}.png",
+                "height": height,
+                "width": width,
+            }
+        )
+        masks = target["masks"]
+        if not len(masks):
+            return
+        crowd = target.get("iscrowd")
+        if crowd is None:
+            crowd = torch.zeros(len(masks), dtype=torch.int64)
+        for rle, area, box, label, iscrowd in zip(
+            rle_encode(masks),
+            masks.flatten(1).sum(1).tolist(),
+            target["boxes"].tolist(),
+            target["labels"].tolist(),
+            crowd.tolist(),
+            strict=True,
+        ):
+            x0, y0, x1, y1 = box
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,  # COCOeval needs ids; 0 would be taken for "none"
+                    "image_id": image_id,
+                    "category_id": self.category_ids[int(label) - 1],
+                    "segmentation": rle,
+                    "area": int(area),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": int(iscrowd),
+                }
+            )
+
+    def extend(self, other: CocoBuilder) -> None:
+        """Add ``other``'s images and annotations after this builder's (annotations renumbered): e.g. the
+        shares of the processes of a distributed evaluation, in rank order."""
+        for image in other.images:
+            self._claim(image["id"], other._references.get(image["id"], ""))
+            self.images.append(image)
+        for ann in other.annotations:
+            self.annotations.append({**ann, "id": len(self.annotations) + 1})
+
+    def to_dict(self, description: str) -> dict[str, Any]:
+        """``{"info", "images", "categories", "annotations"}`` (JSON-ready; the lists are not copied)."""
+        return {
+            "info": {"description": description},
+            "images": self.images,
+            "categories": self.categories,
+            "annotations": self.annotations,
+        }
+
+    def _claim(self, image_id: int, reference: str) -> None:
+        previous = self._references.get(image_id)
+        if previous is not None:
+            which = f"{reference} and {previous}" if reference and previous else "two images"
+            raise DataError(f"{which} share image_id {image_id}; COCO needs distinct ids")
+        self._references[image_id] = reference
+
+
 def _file_name(
-    dataset: InstanceDataset, index: int, image_id: int, image_root: str | os.PathLike[str] | None
-) -> str:
+    dataset: Any, index: int, image_id: int, image_root: str | os.PathLike[str] | None
+) -> str | None:
     path = dataset.image_info[index].get("path")
     if path is None:
-        return f"image_{image_id}.png"  # no file (synthetic or embedded data): a name to save it under
+        return None  # no file (synthetic or embedded data): the builder's image_<id>.png
     absolute = os.path.abspath(path)
     if image_root is not None:
         try:
@@ -42,115 +165,57 @@ def _file_name(
 
 
 def to_coco(
-    dataset: InstanceDataset,
+    dataset: Any,
     *,
     image_root: str | os.PathLike[str] | None = None,
     skipped: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The dataset as a COCO instances dict (JSON-ready).
+    """The dataset as a COCO instances dict (JSON-ready): see :class:`CocoBuilder` for the fields.
 
     Reads every item once without augmentation (``dataset.transforms`` is set aside meanwhile).
 
     Args:
-        dataset: any dataset of the project's items, with ``class_names`` and, optionally,
-            ``category_ids`` (the category id of each label; default ``label``).
+        dataset: an ``InstanceDataset`` (or a ``Subset`` of one); category ids from its
+            ``coco_category_ids()``.
         image_root: write ``file_name`` relative to this folder (use it as the COCO reader's
             ``image_dir``); default: absolute paths. Images without a path get ``image_<id>.png``.
         skipped: when given, images that cannot be read (``DataError`` / ``ImageError``) are left out
             and their messages appended here; otherwise the error propagates.
 
-    Returns:
-        ``{"info", "images", "categories", "annotations"}``: images with ``id`` (the target's
-        ``image_id``), ``file_name``, ``height``, ``width``; annotations with ``id`` 1.., ``image_id``,
-        ``category_id``, ``segmentation`` (compressed RLE, ``counts`` a str), ``area`` (mask pixels),
-        ``bbox`` ``[x, y, w, h]`` (the mask's pixel extent) and ``iscrowd``.
-
     Raises:
         DataError: two items with the same ``image_id``; an unreadable item (without ``skipped``).
     """
-    category_ids = list(getattr(dataset, "category_ids", None) or range(1, len(dataset.class_names) + 1))
-    if len(category_ids) != len(dataset.class_names):
-        raise DataError(f"{len(category_ids)} category ids for {len(dataset.class_names)} classes")
-    categories = [{"id": int(c), "name": n} for c, n in zip(category_ids, dataset.class_names, strict=True)]
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    seen: dict[int, int] = {}
+    builder = CocoBuilder.for_dataset(dataset)
     for index, image, target in stored_items(dataset, skipped=skipped):
+        base, i = resolve_index(dataset, index)
         image_id = int(target["image_id"])
-        if image_id in seen:
-            raise DataError(
-                f"{dataset.image_reference(index)} and {dataset.image_reference(seen[image_id])} "
-                f"share image_id {image_id}; COCO needs distinct ids"
-            )
-        seen[image_id] = index
         height, width = (int(v) for v in image.shape[-2:])
-        images.append(
-            {
-                "id": image_id,
-                "file_name": _file_name(dataset, index, image_id, image_root),
-                "height": height,
-                "width": width,
-            }
+        builder.add(
+            image_id,
+            height,
+            width,
+            target,
+            file_name=_file_name(base, i, image_id, image_root),
+            reference=base.image_reference(i),
         )
-        masks = target["masks"]
-        if not len(masks):
-            continue
-        rles = rle_encode(masks)
-        areas = masks.flatten(1).sum(1).tolist()
-        for rle, area, box, label, crowd in zip(
-            rles,
-            areas,
-            target["boxes"].tolist(),
-            target["labels"].tolist(),
-            target["iscrowd"].tolist(),
-            strict=True,
-        ):
-            x0, y0, x1, y1 = box
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(category_ids[label - 1]),
-                    "segmentation": rle,
-                    "area": int(area),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "iscrowd": int(crowd),
-                }
-            )
-    source = getattr(dataset, "source", "") or type(dataset).__name__
-    return {
-        "info": {"description": f"converted by maskrcnn from {source}"},
-        "images": images,
-        "categories": categories,
-        "annotations": annotations,
-    }
+    base = base_dataset(dataset)
+    return builder.to_dict(f"converted by maskrcnn from {base.source or type(base).__name__}")
 
 
 def write_coco(
-    dataset: InstanceDataset,
+    dataset: Any,
     out_json: str | os.PathLike[str],
     *,
     image_root: str | os.PathLike[str] | None = None,
     skipped: list[str] | None = None,
 ) -> Path:
-    """Write :func:`to_coco` of ``dataset`` to ``out_json`` (folders created; the file replaced atomically:
-    a temporary file in the same folder, renamed over the target, so a crash never leaves half a file).
+    """Write :func:`to_coco` of ``dataset`` to ``out_json`` (compact; folders created; the file replaced
+    atomically, see :func:`maskrcnn.io.atomic_write`).
 
     Returns:
         the written path.
     """
-    out = Path(out_json)
-    coco = to_coco(dataset, image_root=image_root, skipped=skipped)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(coco, f, separators=(",", ":"))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_json(out_json, to_coco(dataset, image_root=image_root, skipped=skipped), indent=None)
 
 
 def convert(
@@ -177,14 +242,12 @@ def convert(
         the written path.
     """
     dataset = load_dataset(format, source, **options)
-    problems = list(getattr(dataset, "problems", []))
+    problems = list(dataset.problems)
     for problem in problems[:_SHOWN_PROBLEMS]:
         log.warning("%s", problem)
     if len(problems) > _SHOWN_PROBLEMS:
         log.warning("... and %d more problems", len(problems) - _SHOWN_PROBLEMS)
-    summary = getattr(dataset, "summary", None)
-    if callable(summary):
-        log.info("%s: %s", source, summary())
+    log.info("%s: %s", source, dataset.summary())
     skipped: list[str] | None = None if options.get("strict") else []
     out = write_coco(dataset, out_json, image_root=image_root, skipped=skipped)
     for message in skipped or []:

@@ -1,0 +1,46 @@
+"""COCO evaluation: box and mask AP with pycocotools, per-class AP, precision-recall curves, a mask
+confusion matrix and the report files.
+
+* :mod:`~maskrcnn.engine.evaluation.coco`: ground truth, the conversion of detections to COCO results,
+  pycocotools' scores;
+* :mod:`~maskrcnn.engine.evaluation.confusion`: the mask confusion matrix;
+* :mod:`~maskrcnn.engine.evaluation.evaluator`: :func:`evaluate` (a model on a dataset, also under
+  torchrun) and its :class:`Evaluation`;
+* :mod:`~maskrcnn.engine.evaluation.report`: the report files and the rendering of metrics.
+"""
+
+from maskrcnn.engine.evaluation.coco import (
+    IOU_TYPES,
+    MASK_THRESHOLD,
+    METRIC_NAMES,
+    CocoScores,
+    binarize_masks,
+    coco_ground_truth,
+    coco_metrics,
+    coco_scores,
+    detections_to_results,
+    instances_to_results,
+)
+from maskrcnn.engine.evaluation.confusion import confusion_matrix
+from maskrcnn.engine.evaluation.evaluator import Evaluation, evaluate
+from maskrcnn.engine.evaluation.report import REPORT_FILES, format_metrics, metrics_summary, write_report
+
+__all__ = [
+    "IOU_TYPES",
+    "MASK_THRESHOLD",
+    "METRIC_NAMES",
+    "REPORT_FILES",
+    "CocoScores",
+    "Evaluation",
+    "binarize_masks",
+    "coco_ground_truth",
+    "coco_metrics",
+    "coco_scores",
+    "confusion_matrix",
+    "detections_to_results",
+    "evaluate",
+    "format_metrics",
+    "instances_to_results",
+    "metrics_summary",
+    "write_report",
+]

@@ -1,0 +1,259 @@
+"""Evaluating a model on a dataset: the pass over the data, its sharing out under torch.distributed, and
+the :class:`Evaluation` it returns.
+
+:func:`evaluate` is what ``maskrcnn evaluate`` runs and what training calls for validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from maskrcnn.data.dataset import without_transforms
+from maskrcnn.data.formats.export import CocoBuilder
+from maskrcnn.engine.evaluation.coco import CocoScores, coco_from_builder, coco_scores, detections_to_results
+from maskrcnn.engine.evaluation.confusion import confusion_matrix
+from maskrcnn.engine.evaluation.report import metrics_summary
+
+__all__ = ["Evaluation", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+Metrics = dict[str, dict[str, float | None]]
+Result = dict[str, Any]
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        metrics: ``{"bbox": {...}, "segm": {...}}`` (see :func:`~maskrcnn.engine.evaluation.coco_metrics`).
+        per_class: one row per class: ``class``, ``category_id``, ``instances`` (non-crowd ground truth),
+            ``box_AP``, ``box_AP50``, ``mask_AP``, ``mask_AP50`` (``None`` without ground truth).
+        results: the COCO results (``results.json``), with the dataset's own category ids.
+        confusion: ``int64 [K + 1, K + 1]`` mask confusion counts (see
+            :func:`~maskrcnn.engine.evaluation.confusion_matrix`).
+        pr_curves: precision-recall curves (see :class:`~maskrcnn.engine.evaluation.CocoScores`).
+        class_names: names of labels 1..K.
+        num_images: images evaluated.
+        skipped: messages of the images that could not be read (left out of the evaluation).
+        score_threshold: detection score from which the confusion matrix counts a detection.
+        seconds: wall time of the whole evaluation.
+    """
+
+    metrics: Metrics
+    per_class: list[dict[str, Any]]
+    results: list[Result]
+    confusion: np.ndarray
+    pr_curves: dict[str, Any]
+    class_names: list[str]
+    num_images: int
+    skipped: list[str] = field(default_factory=list)
+    score_threshold: float = 0.5
+    seconds: float = 0.0
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def summary(self) -> str:
+        """One line: box and mask AP, AP50, AP75 (e.g. for the training log)."""
+        return metrics_summary(self.metrics, keys=("AP", "AP50", "AP75"))
+
+
+class _Detected(NamedTuple):
+    """What one process's pass over (its share of) the data found: what the processes gather."""
+
+    ground_truth: CocoBuilder
+    results: list[Result]
+    skipped: list[str]
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int = 2,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+    score_threshold_for_confusion: float = 0.5,
+) -> Evaluation:
+    """COCO box and mask AP of ``model`` on ``dataset``, with per-class AP, curves and confusion.
+
+    The model runs in evaluation mode under ``torch.inference_mode()`` (its train / eval mode is restored
+    afterwards); images go to ``device`` (where the model must already be). The dataset is read once,
+    in order and without augmentation; images that cannot be read are left out and listed in
+    ``skipped``.
+
+    In a process group (``torchrun``), every process must call this: each runs the model on its
+    contiguous share of the dataset, rank 0 gathers the ground truth and the detections in dataset
+    order and scores them (the same numbers as one process), and the others receive the evaluation
+    without its ``results`` (which can be large).
+
+    Args:
+        model: a Mask R-CNN (``model(images)`` -> per image ``boxes``, ``labels``, ``scores``, ``masks``).
+        dataset: an ``InstanceDataset`` (or a ``Subset`` of one): ``class_names`` and
+            ``coco_category_ids()``.
+        batch_size: images per forward pass.
+        device: where the images go.
+        num_workers: data-loading processes.
+        progress: show a progress bar (stderr).
+        score_threshold_for_confusion: detections scoring below this are left out of the confusion
+            matrix (COCO AP uses every detection).
+    """
+    from maskrcnn.engine import distributed
+
+    start = time.perf_counter()
+    if distributed.world_size() == 1:
+        detected = _detect(model, dataset, dataset, batch_size, device, num_workers, progress)
+        return _score(detected, score_threshold_for_confusion, start)
+    share = Subset(dataset, distributed.shard(len(dataset)))
+    detected = _detect(model, dataset, share, batch_size, device, num_workers, progress)
+    return _gather_and_score(detected, score_threshold_for_confusion, start)
+
+
+def _detect(
+    model: nn.Module,
+    dataset: Any,
+    part: Any,
+    batch_size: int,
+    device: str | torch.device,
+    num_workers: int,
+    progress: bool,
+) -> _Detected:
+    """Run ``model`` over ``part`` (``dataset`` itself, or this process's share of it): its ground truth,
+    COCO results and unreadable images."""
+    from tqdm import tqdm
+
+    from maskrcnn.data import make_data_loader
+    from maskrcnn.engine import distributed
+
+    ground_truth = CocoBuilder.for_dataset(dataset)
+    results: list[Result] = []
+    skipped: list[str] = []
+    share = f" (rank 0's share of {len(dataset)})" if part is not dataset else ""
+    was_training = model.training
+    model.eval()
+    try:
+        with without_transforms(dataset), torch.inference_mode():
+            loader = make_data_loader(
+                part,
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=num_workers,
+                aspect_ratio_grouping=False,
+            )
+            bar = tqdm(
+                total=len(part),
+                desc="evaluating" + share,
+                unit="img",
+                leave=False,
+                file=sys.stderr,
+                disable=not progress or distributed.rank() != 0,
+            )
+            with bar:
+                for batch in loader:
+                    skipped.extend(batch.skipped)
+                    if batch.images:
+                        detections = model([image.to(device, non_blocking=True) for image in batch.images])
+                        image_ids = [int(t["image_id"]) for t in batch.targets]
+                        for image, target, image_id in zip(
+                            batch.images, batch.targets, image_ids, strict=True
+                        ):
+                            h, w = (int(v) for v in image.shape[-2:])
+                            ground_truth.add(image_id, h, w, target)
+                        results.extend(
+                            detections_to_results(detections, image_ids, ground_truth.category_ids)
+                        )
+                    bar.update(len(batch.images) + len(batch.skipped))
+            del loader  # persistent workers end here, not at the next garbage collection
+    finally:
+        model.train(was_training)
+    return _Detected(ground_truth, results, skipped)
+
+
+def _gather_and_score(detected: _Detected, score_threshold_for_confusion: float, start: float) -> Evaluation:
+    """Rank 0 gathers every process's :class:`_Detected`, scores them and shares the evaluation (without
+    its results); the other processes wait for it. An error on rank 0 is shared too, so that the others
+    stop with it instead of waiting."""
+    from maskrcnn.engine import distributed
+
+    shares = distributed.gather_objects(detected, "gathering detections")
+    if shares is None:  # not rank 0: wait for the scores (or rank 0's error)
+        shared = distributed.broadcast_object(None, "sharing the evaluation")
+        if isinstance(shared, Exception):
+            raise shared
+        return shared  # type: ignore[no-any-return]
+    try:
+        # The shares in rank order are the dataset in order (contiguous shards).
+        merged = _Detected(
+            CocoBuilder(detected.ground_truth.class_names, detected.ground_truth.category_ids), [], []
+        )
+        for share in shares:
+            merged.ground_truth.extend(share.ground_truth)
+            merged.results.extend(share.results)
+            merged.skipped.extend(share.skipped)
+        evaluation = _score(merged, score_threshold_for_confusion, start)
+    except Exception as e:
+        distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
+        raise
+    distributed.broadcast_object(dataclasses.replace(evaluation, results=[]), "sharing the evaluation")
+    return evaluation
+
+
+def _per_class(ground_truth: CocoBuilder, scores: CocoScores) -> list[dict[str, Any]]:
+    """The rows of :attr:`Evaluation.per_class`."""
+    instances: dict[int, int] = defaultdict(int)
+    for ann in ground_truth.annotations:
+        if not ann["iscrowd"]:
+            instances[ann["category_id"]] += 1
+    return [
+        {
+            "class": name,
+            "category_id": cat,
+            "instances": instances[cat],
+            "box_AP": scores.per_class["bbox"][cat]["AP"],
+            "box_AP50": scores.per_class["bbox"][cat]["AP50"],
+            "mask_AP": scores.per_class["segm"][cat]["AP"],
+            "mask_AP50": scores.per_class["segm"][cat]["AP50"],
+        }
+        for name, cat in zip(ground_truth.class_names, ground_truth.category_ids, strict=True)
+    ]
+
+
+def _score(detected: _Detected, score_threshold_for_confusion: float, start: float) -> Evaluation:
+    """The COCO scores, per-class table and confusion matrix of the results against the ground truth."""
+    ground_truth, results, skipped = detected
+    for message in skipped[:5]:
+        log.warning("evaluation: left out unreadable image: %s", message)
+    if len(skipped) > 5:
+        log.warning("evaluation: %d more unreadable images left out", len(skipped) - 5)
+    gt = coco_from_builder(ground_truth)
+    scores = coco_scores(gt, results)
+    confusion = confusion_matrix(
+        gt, results, ground_truth.category_ids, score_threshold=score_threshold_for_confusion
+    )
+    return Evaluation(
+        metrics=scores.metrics,
+        per_class=_per_class(ground_truth, scores),
+        results=results,
+        confusion=confusion,
+        pr_curves=scores.pr_curves,
+        class_names=list(ground_truth.class_names),
+        num_images=len(ground_truth.images),
+        skipped=skipped,
+        score_threshold=score_threshold_for_confusion,
+        seconds=time.perf_counter() - start,
+    )

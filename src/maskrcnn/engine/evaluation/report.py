@@ -1,0 +1,231 @@
+"""The evaluation report: the files :func:`write_report` writes, and the one way metrics are rendered.
+
+:func:`format_metrics` (the table ``maskrcnn evaluate`` and ``maskrcnn train`` print) and
+:func:`metrics_summary` (one line, for the training log and the demo) share one row formatter, so that
+a metric reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskrcnn.engine.evaluation.coco import IOU_TYPES, METRIC_NAMES
+from maskrcnn.io import atomic_write, write_json, write_text
+
+if TYPE_CHECKING:
+    from maskrcnn.engine.evaluation.evaluator import Evaluation
+
+__all__ = ["REPORT_FILES", "format_metrics", "metrics_summary", "write_report"]
+
+# The files of :func:`write_report`, in the order written.
+REPORT_FILES = (
+    "metrics.json",
+    "per_class.json",
+    "per_class.txt",
+    "results.json",
+    "confusion_matrix.json",
+    "confusion_matrix.png",
+    "pr_curves.json",
+    "pr_curve.png",
+    "evaluation.json",
+)
+
+# How the metrics' sections are called when printed.
+_TITLES = {"bbox": "box", "segm": "mask"}
+
+Metrics = Mapping[str, Mapping[str, float | None]]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering metrics
+
+
+def _value(value: float | None) -> str:
+    """A metric as printed: 3 decimals, ``-`` where there was nothing to measure."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _rows(metrics: Metrics, keys: Sequence[str], sections: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``(title, [value text per key])`` per section: the one formatter behind both renderers."""
+    return [(_TITLES[s], [_value(metrics[s][k]) for k in keys]) for s in sections]
+
+
+def format_metrics(
+    metrics: Metrics, keys: Sequence[str] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+) -> str:
+    """A small table: a header row of ``keys``, then a ``box`` row and a ``mask`` row.
+
+    Args:
+        metrics: ``{"bbox": {name: value}, "segm": {...}}`` (``None``: printed ``-``).
+        keys: the metric names, in the columns' order.
+    """
+    lines = [f"{'':6}" + "".join(f"{k:>8}" for k in keys)]
+    for title, values in _rows(metrics, keys, IOU_TYPES):
+        lines.append(f"{title:6}" + "".join(f"{v:>8}" for v in values))
+    return "\n".join(lines)
+
+
+def metrics_summary(
+    metrics: Metrics, keys: Sequence[str] = ("AP", "AP50"), sections: Sequence[str] = IOU_TYPES
+) -> str:
+    """One line, e.g. ``box AP 0.848 AP50 0.987; mask AP 0.864 AP50 0.984``.
+
+    Args:
+        metrics: ``{"bbox": {name: value}, "segm": {...}}`` (``None``: printed ``-``).
+        keys: the metric names of each section.
+        sections: ``bbox`` (printed ``box``) and / or ``segm`` (``mask``), in this order.
+    """
+    return "; ".join(
+        f"{title} " + " ".join(f"{k} {v}" for k, v in zip(keys, values, strict=True))
+        for title, values in _rows(metrics, keys, sections)
+    )
+
+
+def _per_class_table(evaluation: Evaluation, class_names: Sequence[str]) -> str:
+    width = max([len("class"), len("all"), *(len(n) for n in class_names)])
+    header = (
+        f"{'class':<{width}}  {'instances':>9}  {'box AP':>7}  {'box AP50':>8}  {'mask AP':>7}  "
+        f"{'mask AP50':>9}"
+    )
+    rows = [header, "-" * len(header)]
+
+    def row(name: str, count: int, values: Sequence[float | None]) -> str:
+        a, b, c, d = (_value(v) for v in values)
+        return f"{name:<{width}}  {count:>9}  {a:>7}  {b:>8}  {c:>7}  {d:>9}"
+
+    for name, r in zip(class_names, evaluation.per_class, strict=True):
+        rows.append(row(name, r["instances"], (r["box_AP"], r["box_AP50"], r["mask_AP"], r["mask_AP50"])))
+    m = evaluation.metrics
+    total = sum(r["instances"] for r in evaluation.per_class)
+    rows.append("-" * len(header))
+    rows.append(row("all", total, (m["bbox"]["AP"], m["bbox"]["AP50"], m["segm"]["AP"], m["segm"]["AP50"])))
+    return "\n".join(rows) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _pr_figure(evaluation: Evaluation) -> Any:
+    # The object-oriented API without pyplot: no global backend or figure registry is touched, and the
+    # PNG is rendered by Agg whatever backend the user's session has.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.5), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    recall = evaluation.pr_curves["recall"]
+    for ax, iou_type in zip(axes, IOU_TYPES, strict=True):
+        for iou, style in (("0.50", "-"), ("0.75", "--")):
+            curve = evaluation.pr_curves[iou_type][iou]
+            if curve is None:
+                continue
+            ap = float(np.mean(curve))
+            ax.plot(recall, curve, style, label=f"IoU {iou} (AP {ap:.3f})")
+        ax.set_title(f"{_TITLES[iou_type]}: AP {_value(evaluation.metrics[iou_type]['AP'])} (IoU 0.50:0.95)")
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left")
+    axes[0].set_ylabel("precision (all classes)")
+    return figure
+
+
+def _confusion_figure(evaluation: Evaluation, class_names: Sequence[str]) -> Any:
+    from matplotlib.figure import Figure
+
+    names = ["background", *class_names]
+    matrix = evaluation.confusion
+    size = 2.5 + 0.55 * len(names)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    ax = figure.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"masks: IoU >= 0.5, score >= {evaluation.score_threshold:g}")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    if len(names) <= 40:  # beyond that, the numbers would not be legible anyway
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if count > threshold else "black",
+            )
+    return figure
+
+
+def _save_figure(figure: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The files
+
+
+def write_report(
+    evaluation: Evaluation, out_dir: str | os.PathLike[str], class_names: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """Write the evaluation's files (:data:`REPORT_FILES`) into ``out_dir`` (created), each atomically.
+
+    * ``metrics.json``: exactly ``{"bbox": {...}, "segm": {...}}`` with the :data:`METRIC_NAMES`;
+    * ``per_class.json`` (the rows of ``Evaluation.per_class``) and ``per_class.txt`` (a table);
+    * ``results.json``: the COCO results (original category ids);
+    * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
+    * ``evaluation.json``: images evaluated, unreadable images left out, time.
+
+    Args:
+        class_names: names of labels 1..K (default: the evaluation's).
+
+    Returns:
+        name -> path of each file written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(class_names if class_names is not None else evaluation.class_names)
+    if len(names) != len(evaluation.per_class):
+        raise ValueError(f"{len(names)} class names for {len(evaluation.per_class)} classes evaluated")
+    paths = {name: out / name for name in REPORT_FILES}
+    write_json(
+        paths["metrics.json"], {t: {k: evaluation.metrics[t][k] for k in METRIC_NAMES} for t in IOU_TYPES}
+    )
+    write_json(paths["per_class.json"], evaluation.per_class)
+    write_text(paths["per_class.txt"], _per_class_table(evaluation, names))
+    write_json(paths["results.json"], evaluation.results, indent=None)  # can be large: compact
+    write_json(
+        paths["confusion_matrix.json"],
+        {
+            "labels": ["background", *names],
+            "rows": "ground truth",
+            "columns": "predicted",
+            "iou_threshold": 0.5,
+            "score_threshold": evaluation.score_threshold,
+            "matrix": evaluation.confusion.tolist(),
+        },
+    )
+    _save_figure(_confusion_figure(evaluation, names), paths["confusion_matrix.png"])
+    write_json(paths["pr_curves.json"], evaluation.pr_curves)
+    _save_figure(_pr_figure(evaluation), paths["pr_curve.png"])
+    write_json(
+        paths["evaluation.json"],
+        {
+            "images": evaluation.num_images,
+            "skipped_images": evaluation.num_skipped,
+            "skipped": evaluation.skipped,
+            "detections": len(evaluation.results),
+            "seconds": round(evaluation.seconds, 3),
+        },
+    )
+    return paths

@@ -1,0 +1,87 @@
+"""The command line's entry: help, version, info, and how problems reach the user (one line, no traceback)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import maskrcnn
+from maskrcnn.cli import build_parser, main
+from maskrcnn.cli.common import reader_options, split_assignments
+
+
+def test_version_and_help(capsys):
+    assert main([]) == 0
+    assert "info" in capsys.readouterr().out
+    result = subprocess.run(
+        [sys.executable, "-m", "maskrcnn", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"maskrcnn {maskrcnn.__version__}"
+
+
+def test_info_reports_torch(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert torch.__version__ in out
+    assert ("cuda         available" in out) == torch.cuda.is_available()
+
+
+def test_every_command_is_declared_once_with_a_handler():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == [
+        "check-data", "convert", "demo", "evaluate", "info", "inspect", "predict", "splash", "train",
+    ]  # fmt: skip
+    for name, command in sub.choices.items():
+        if name != "inspect":
+            assert command.get_default("func").__name__ == "run_" + name.replace("-", "_"), name
+
+
+def test_assignments_keep_the_text_and_reader_options_are_typed():
+    assert split_assignments(["train.amp=off", "a.b=[1, 2]", "empty="], "--set") == {
+        "train.amp": "off",
+        "a.b": "[1, 2]",
+        "empty": "",
+    }
+    assert reader_options(["count=20", "image_dir=imgs", "class_names=[a, b]"]) == {
+        "count": 20,
+        "image_dir": "imgs",
+        "class_names": ["a", "b"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "x", "--set", "train.lr"], "error: --set expects KEY=VALUE, got 'train.lr'"),
+        (["train", "--out", "x", "--preset", "shapes", "--config", "c.yaml"], "error: train: give --preset"),
+        (["train", "--out", "x", "--set", "train.nothing=1"], "error: override 'train.nothing': no such key"),
+        (["check-data", "--format", "coco", "missing.json"], "error: "),
+        (["check-data", "--format", "shapes", "-o", "colour=red"], "error: --format shapes: "),
+        (["convert", "--from", "shapes", "--to", "voc", "out.xml"], "error: convert --to voc: only coco"),
+    ],
+)
+def test_problems_are_one_line_with_exit_code_1(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message), err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_a_bug_is_one_line_too_and_the_traceback_comes_on_request(monkeypatch, capsys):
+    from maskrcnn.cli import info
+
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(info, "run_info", broken)  # the handler the parser is built with
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: internal error (KeyError: 'oops'); set MASKRCNN_TRACEBACK=1")
+    assert "Traceback" not in err
+    monkeypatch.setenv("MASKRCNN_TRACEBACK", "1")
+    assert main(["info"]) == 1
+    assert "Traceback" in capsys.readouterr().err

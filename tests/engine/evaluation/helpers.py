@@ -1,0 +1,118 @@
+"""Rectangles with known detections, shared by the evaluation tests (and ``distributed_evaluation``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.config import ModelConfig
+from maskrcnn.data import DataError, InstanceDataset
+from tests.modeling.helpers import tiny_config
+
+H, W = 40, 50  # not square: a transposed RLE would show
+
+# Rectangles are (y0, y1, x0, x1), end exclusive. Image 2 has no object.
+SCENE = [
+    [(1, (5, 25, 5, 25)), (2, (10, 30, 30, 45))],
+    [(1, (8, 36, 10, 40))],
+    [],
+]
+
+
+def small_config() -> ModelConfig:
+    """The tiny test model at 64 px: a quarter of the work of the 128 px one."""
+    cfg = tiny_config()
+    return dataclasses.replace(cfg, transform=dataclasses.replace(cfg.transform, min_size=(64,), max_size=64))
+
+
+def single_thread() -> Iterator[None]:
+    """The tiny model on one thread (use as a fixture): on a busy machine, two threads contending for a
+    core run it many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rect_mask(rect):
+    y0, y1, x0, x1 = rect
+    mask = np.zeros((H, W), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+class Rectangles(InstanceDataset):
+    """In-memory images of rectangles; image ``i`` is filled with ``i / 10`` so a model can tell them
+    apart. ``scene[i]`` lists ``(label, rect)`` or ``(label, rect, iscrowd)``."""
+
+    def __init__(self, scene=SCENE, names=("a", "b"), category_ids=None, bad=(), transforms=None):
+        super().__init__(transforms=transforms)
+        for name in names:
+            self.add_class(name)
+        if category_ids is not None:
+            self.category_ids = list(category_ids)
+        for objects in scene:
+            self.add_image(None, height=H, width=W, objects=objects)
+        self.bad = set(bad)
+
+    def load_image(self, index):
+        if index in self.bad:
+            raise DataError(f"image {index}: broken on purpose")
+        return torch.full((3, H, W), index / 10)
+
+    def load_masks(self, index):
+        objects = self.image_info[index]["objects"]
+        masks = torch.from_numpy(
+            np.stack([rect_mask(o[1]) for o in objects]) if objects else np.zeros((0, H, W))
+        )
+        labels = torch.tensor([o[0] for o in objects], dtype=torch.int64)
+        crowd = torch.tensor([o[2] if len(o) > 2 else 0 for o in objects], dtype=torch.int64)
+        return masks, labels, crowd
+
+
+def detection(rects, labels, scores):
+    """A model output for rectangles: boxes xyxy, masks ``[D, 1, H, W]`` probabilities."""
+    masks = torch.zeros(len(rects), 1, H, W)
+    for k, rect in enumerate(rects):
+        masks[k, 0] = torch.from_numpy(rect_mask(rect)) * 0.9
+    boxes = torch.tensor([[x0, y0, x1, y1] for y0, y1, x0, x1 in rects], dtype=torch.float32).reshape(-1, 4)
+    return {
+        "boxes": boxes,
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "scores": torch.tensor(scores, dtype=torch.float32),
+        "masks": masks,
+    }
+
+
+def perfect(scene=SCENE):
+    """One exact detection per object, scores decreasing."""
+    out, score = [], 0.9
+    for objects in scene:
+        rects = [o[1] for o in objects]
+        scores = [score - 0.05 * k for k in range(len(rects))]
+        out.append(detection(rects, [o[0] for o in objects], scores))
+        score -= 0.1
+    return out
+
+
+def with_false_positive():
+    dets = perfect()
+    dets[2] = detection([(0, 20, 0, 20)], [1], [0.95])  # on the empty image, the highest score
+    return dets
+
+
+class Oracle(nn.Module):
+    """Returns the exact rectangles of each image (told apart by their fill value)."""
+
+    def __init__(self, scene=SCENE):
+        super().__init__()
+        self.dets = perfect(scene)
+        self.calls = []
+
+    def forward(self, images):
+        self.calls.append((self.training, torch.is_inference_mode_enabled(), len(images)))
+        return [self.dets[round(float(image[0, 0, 0]) * 10)] for image in images]
