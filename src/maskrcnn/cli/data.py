@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from maskrcnn.cli.common import (
     CommandError,
@@ -14,6 +13,7 @@ from maskrcnn.cli.common import (
     progress,
     split_assignments,
 )
+from maskrcnn.io import atomic_write
 
 __all__ = ["add_parsers", "run_check_data", "run_convert", "run_inspect_data"]
 
@@ -92,13 +92,13 @@ def run_inspect_data(args: argparse.Namespace) -> int:
     grid, indices = ground_truth_grid(
         dataset, count=args.count, columns=args.columns, shuffle=args.shuffle, seed=args.seed
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    out = atomic_write(args.out, grid.save)
     print(f"wrote {out} ({len(indices)} images)")
     if args.anchors:
         anchors_out = out.with_name(out.stem + "_anchors" + out.suffix)
-        anchor_picture(dataset, indices[0], split_assignments(args.set, "--set")).save(anchors_out)
+        atomic_write(
+            anchors_out, anchor_picture(dataset, indices[0], split_assignments(args.set, "--set")).save
+        )
         print(f"wrote {anchors_out} (anchors at the centre of each level, positive anchors green)")
     return 0
 
