@@ -14,7 +14,7 @@ __all__ = ["Detections", "Predictor", "__version__"]
 def __getattr__(name: str) -> Any:
     # Imported on first use: ``import maskrcnn`` (e.g. for the version) stays instant.
     if name in ("Predictor", "Detections"):
-        from maskrcnn.engine import predict
+        from maskrcnn.engine import predictor
 
-        return getattr(predict, name)
+        return getattr(predictor, name)
     raise AttributeError(f"module 'maskrcnn' has no attribute {name!r}")

@@ -1,16 +1,129 @@
-"""TEMPORARY adapter during the redesign (replaced by the prediction helper)."""
+"""The inference commands: ``predict`` and ``splash`` on images, folders, globs and videos.
+
+``maskrcnn predict SOURCE --weights CKPT --out DIR`` writes the drawn detections, ``results.json`` and
+(``--save-masks``) one PNG per mask; ``maskrcnn splash`` writes the color splash. What is written and
+how it is named: :mod:`maskrcnn.engine.prediction_writer` and :mod:`maskrcnn.engine.sources`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from maskrcnn.cli.common import CommandError, add_device_argument
+
+if TYPE_CHECKING:
+    from maskrcnn.engine.sources import Mode
+
+__all__ = ["add_parsers", "run_predict", "run_splash"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from maskrcnn.engine.predict import add_predict_arguments, add_splash_arguments, run_predict, run_splash
+    predict = sub.add_parser("predict", help="detect objects in images, folders, globs and videos")
+    _add_common_arguments(predict)
+    predict.add_argument(
+        "--save-masks",
+        action="store_true",
+        help="also write each detection's mask as OUT/masks/<name>_<k>_<class>.png",
+    )
+    predict.set_defaults(func=run_predict)
+    splash = sub.add_parser("splash", help="the color splash effect")
+    _add_common_arguments(splash)
+    splash.set_defaults(func=run_splash)
 
-    p = sub.add_parser("predict", help="detect objects in images, folders, globs and videos")
-    add_predict_arguments(p)
-    p.set_defaults(func=run_predict)
-    s = sub.add_parser("splash", help="the color splash effect")
-    add_splash_arguments(s)
-    s.set_defaults(func=run_splash)
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="an image, a video, a folder, or a quoted glob such as 'photos/*.jpg'")
+    parser.add_argument(
+        "--weights", required=True, metavar="CKPT", help="a checkpoint written by training (.safetensors)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write into (created)")
+    parser.add_argument(
+        "--score-threshold",
+        type=_probability,
+        default=0.5,
+        metavar="T",
+        help="drop detections scoring lower (default 0.5)",
+    )
+    parser.add_argument(
+        "--classes", metavar="NAMES", help="keep only these classes, by name: --classes cat,dog"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive, default=1, metavar="N", help="images or frames per model call"
+    )
+    add_device_argument(parser)
+    parser.add_argument(
+        "--recursive", action="store_true", help="with a folder, also read the images in its subfolders"
+    )
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``maskrcnn predict``: overlays, ``results.json`` and optional mask PNGs.
+
+    Returns:
+        0 when at least one image or frame was processed, else 1. A missing or unsupported source, an
+        unreadable checkpoint, an unknown class or an unavailable device raise (said by ``main``).
+    """
+    return _run(args, "predict", save_masks=args.save_masks)
+
+
+def run_splash(args: argparse.Namespace) -> int:
+    """``maskrcnn splash``: grey pictures and videos with colour kept inside the masks; exit codes as
+    :func:`run_predict`."""
+    return _run(args, "splash", save_masks=False)
+
+
+def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
+    """Shared body of ``predict`` and ``splash``: checks, the predictions, the summary."""
+    from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.prediction_writer import write_predictions
+    from maskrcnn.engine.predictor import Predictor
+    from maskrcnn.engine.sources import iter_sources, overwritten_input
+
+    files = list(iter_sources(args.source, recursive=args.recursive))
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    clash = overwritten_input(files, out, mode)
+    if clash is not None:
+        raise CommandError(f"the output for {clash.path} would overwrite an input; choose another --out")
+    try:
+        predictor = Predictor.from_checkpoint(
+            args.weights,
+            device=device,
+            score_threshold=args.score_threshold,
+            classes=_parse_classes(args.classes),
+            batch_size=args.batch_size,
+        )
+    # Reading a checkpoint fails in many ways (missing file, not safetensors, corrupt data, foreign
+    # config): each is reported as it is, as one line.
+    except Exception as e:
+        raise CommandError(f"cannot use checkpoint {args.weights}: {e}") from None
+    writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)
+    for line in writer.summary():
+        print(line)
+    if writer.skipped:
+        print(f"skipped {len(writer.skipped)} unreadable files (listed above)", file=sys.stderr)
+    return 0 if writer.processed else 1
+
+
+def _parse_classes(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return names or None

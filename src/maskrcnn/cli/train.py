@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from maskrcnn.cli.common import CommandError, add_set_argument, print_error, rank_label, split_assignments
+from maskrcnn.cli.common import CommandError, add_set_argument, rank_label, split_assignments
 from maskrcnn.config import LAYERS, PRESETS
 
 __all__ = ["add_parsers", "run_demo", "run_train"]
@@ -100,7 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from maskrcnn.engine.distributed import launched_with_several_processes
 
     if launched_with_several_processes():
-        return print_error(
+        raise CommandError(
             "the demo runs in one process; to train the shapes preset with torchrun use "
             "`torchrun --nproc-per-node N -m maskrcnn train --preset shapes --out DIR`"
         )

@@ -84,8 +84,8 @@ def check_dataset(
         source: how to name the dataset in the report.
         progress: wraps the index iterator (e.g. ``tqdm``).
     """
-    report = CheckReport(source or str(getattr(dataset, "source", "")) or type(dataset).__name__)
-    report.problems.extend(getattr(dataset, "problems", []))
+    report = CheckReport(source or dataset.source or type(dataset).__name__)
+    report.problems.extend(dataset.problems)
     report.images = len(dataset)
     transforms, dataset.transforms = dataset.transforms, None
     indices: Iterable[int] = range(len(dataset))

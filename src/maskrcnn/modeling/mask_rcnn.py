@@ -59,11 +59,17 @@ class MaskRCNN(nn.Module):
         self.channels_last = channels_last
 
     def forward(
-        self, images: Sequence[Tensor], targets: Sequence[Target] | None = None
+        self,
+        images: Sequence[Tensor],
+        targets: Sequence[Target] | None = None,
+        *,
+        score_thresh: float | None = None,
     ) -> dict[str, Tensor] | list[Target]:
         """Losses (training) or detections (evaluation) for a list of ``[C, H, W]`` 0..1 images.
 
-        Images may have different sizes; a target may hold zero objects.
+        Images may have different sizes; a target may hold zero objects. ``score_thresh`` (evaluation)
+        replaces ``roi_heads.score_thresh`` for this call only, without changing the module (``None``:
+        the module's own).
         """
         check_images(images, self.transform.image_mean)
         if self.training:
@@ -78,7 +84,9 @@ class MaskRCNN(nn.Module):
             batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
         features = self.backbone(batch.tensors)
         proposals, rpn_losses = self.rpn(batch, features, targets)
-        detections, head_losses = self.roi_heads(features, proposals, batch.image_sizes, targets)
+        detections, head_losses = self.roi_heads(
+            features, proposals, batch.image_sizes, targets, score_thresh=score_thresh
+        )
         if self.training:
             return {**rpn_losses, **head_losses}
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)

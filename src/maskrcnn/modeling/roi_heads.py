@@ -112,6 +112,8 @@ class RoIHeads(nn.Module):
         proposals: list[Tensor],
         image_shapes: list[tuple[int, int]],
         targets: Sequence[dict[str, Tensor]] | None = None,
+        *,
+        score_thresh: float | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         """Detections (evaluation) or losses (training).
 
@@ -120,6 +122,8 @@ class RoIHeads(nn.Module):
             proposals: per image ``[P_i, 4]`` boxes in resized-image pixels.
             image_shapes: per image ``(h, w)`` before padding.
             targets: in training, per image ``boxes``, ``labels`` and ``masks`` (resized).
+            score_thresh: in evaluation, this call's score threshold instead of the module's own
+                :attr:`score_thresh` (``None``: the module's); the module is left unchanged.
 
         Returns:
             ``(detections, losses)``: in evaluation, per image ``boxes [D, 4]``, ``labels int64[D]``,
@@ -130,7 +134,7 @@ class RoIHeads(nn.Module):
             if targets is None:
                 raise ValueError("RoIHeads: targets are required in training mode")
             return [], self.losses(features, proposals, image_shapes, targets)
-        return self.detect(features, proposals, image_shapes), {}
+        return self.detect(features, proposals, image_shapes, score_thresh=score_thresh), {}
 
     # ------------------------------------------------------------------------------------------------
     # Training
@@ -236,10 +240,17 @@ class RoIHeads(nn.Module):
     # Evaluation
 
     def detect(
-        self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]]
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        *,
+        score_thresh: float | None = None,
     ) -> list[dict[str, Tensor]]:
         class_logits, box_regression = self.box_branch(features, proposals, image_shapes)
-        detections = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+        detections = self.postprocess_detections(
+            class_logits, box_regression, proposals, image_shapes, score_thresh=score_thresh
+        )
         mask_logits = self.mask_branch(features, [d["boxes"] for d in detections], image_shapes)
         for det, probs in zip(
             detections, mask_probabilities(mask_logits, [d["labels"] for d in detections]), strict=True
@@ -253,12 +264,16 @@ class RoIHeads(nn.Module):
         box_regression: Tensor,
         proposals: list[Tensor],
         image_shapes: list[tuple[int, int]],
+        *,
+        score_thresh: float | None = None,
     ) -> list[dict[str, Tensor]]:
         """Per-class boxes and scores -> thresholded, per-class NMS'd, top-N detections per image.
 
         Every proposal yields one candidate per foreground class (its class-specific box, its softmax
-        probability); background candidates are dropped.
+        probability); background candidates are dropped, and so are those scoring ``score_thresh``
+        (default: the module's :attr:`score_thresh`) or less.
         """
+        threshold = self.score_thresh if score_thresh is None else score_thresh
         num_classes = class_logits.shape[-1]
         counts = [len(p) for p in proposals]
         boxes_all = self.box_coder.decode(box_regression, proposals).split(counts)
@@ -270,7 +285,7 @@ class RoIHeads(nn.Module):
             boxes = boxes[:, 1:].reshape(-1, 4)
             scores = scores[:, 1:].reshape(-1)
             labels = labels[:, 1:].reshape(-1)
-            keep = torch.where(scores > self.score_thresh)[0]
+            keep = torch.where(scores > threshold)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

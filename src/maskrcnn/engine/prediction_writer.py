@@ -1,0 +1,241 @@
+"""What ``maskrcnn predict`` and ``maskrcnn splash`` write for the files of a source.
+
+:func:`write_predictions` runs a :class:`~maskrcnn.engine.predictor.Predictor` on
+:class:`~maskrcnn.engine.sources.MediaFile` s (images in batches, then each video frame by frame) and
+writes into the output folder (names: :mod:`maskrcnn.engine.sources`):
+
+* ``predict``: per image a PNG with translucent masks, outlines, boxes and ``"class score"`` captions;
+  per video an MP4 with the same drawing on every frame, where each class keeps one colour (per-instance
+  colours would flicker as the detection order changes between frames); ``results.json``, the detections
+  as a COCO results list (see :func:`detections_to_coco`); with ``save_masks``, one 0/255 PNG of the
+  image's size per detection.
+* ``splash``: the picture in grey with the original colours kept inside the detected masks.
+
+Every file is written whole or not at all (:mod:`maskrcnn.io`); videos are streamed frame by frame. An
+unreadable image or video is skipped with a message on stderr, and counted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from maskrcnn.data.image_io import ImageError, read_image
+from maskrcnn.engine.evaluation.coco import instances_to_results
+from maskrcnn.engine.predictor import Detections, Predictor
+from maskrcnn.engine.sources import MediaFile, Mode, mask_path, output_path
+from maskrcnn.engine.video import VideoError, VideoReader, VideoWriter
+from maskrcnn.io import atomic_write, write_json
+from maskrcnn.visualize import color_splash, draw_instances, random_colors, to_pil
+
+__all__ = ["RESULTS_FILE", "PredictionWriter", "detections_to_coco", "write_predictions"]
+
+RESULTS_FILE = "results.json"
+
+
+def detections_to_coco(detections: Detections, *, image_id: int, **fields: Any) -> list[dict[str, Any]]:
+    """One COCO result dict per detection, JSON-ready (the conversion evaluation uses too).
+
+    Each holds ``fields`` first (e.g. ``file_name``, ``frame``), then ``image_id``, ``category_id`` (the
+    model's label, 1..K), ``bbox`` ``[x, y, w, h]`` (pixels, rounded to 2 decimals), ``score`` (5
+    decimals), ``segmentation`` (compressed RLE of :attr:`Detections.masks`, ``counts`` a string) and
+    ``category`` (the class name).
+    """
+    # category_id is the model's label itself: the identity map over the labels present.
+    labels = range(1, int(detections.labels.max()) + 1) if len(detections) else range(0)
+    results = instances_to_results(
+        image_id, detections.boxes, detections.labels, detections.scores, detections.masks, labels, **fields
+    )
+    for result, name in zip(results, detections.class_names, strict=True):
+        # Rounded for a readable file: 0.01 px and 1e-5 are far below what the model resolves.
+        result["bbox"] = [round(v, 2) for v in result["bbox"]]
+        result["score"] = round(result["score"], 5)
+        result["category"] = name
+    return results
+
+
+@dataclass
+class PredictionWriter:
+    """What one ``predict`` / ``splash`` run renders and writes, and what it counted.
+
+    Args:
+        predictor: the model and its thresholds.
+        out: the output folder.
+        mode: ``"predict"`` (overlays, results, masks) or ``"splash"``.
+        save_masks: in ``predict``, also write each detection's mask as a PNG.
+
+    Attributes:
+        results: the COCO results so far (``predict``).
+        images_done, frames_done: images and video frames that went through the model.
+        videos: videos opened or tried.
+        detections, masks_written: detections found, mask PNGs written.
+        written: the pictures and videos written, in order.
+        skipped: one message per unreadable image or video (also said on stderr as it happens).
+    """
+
+    predictor: Predictor
+    out: Path
+    mode: Mode
+    save_masks: bool = False
+    results: list[dict[str, Any]] = field(default_factory=list)
+    images_done: int = 0
+    videos: int = 0
+    frames_done: int = 0
+    detections: int = 0
+    masks_written: int = 0
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def render(self, image: Tensor, detections: Detections, *, video: bool) -> Image.Image:
+        """The picture written for ``image``: the drawn detections, or the color splash."""
+        if self.mode == "splash":
+            return to_pil(color_splash(image, detections.masks))
+        colors = None
+        if video:  # one colour per class, steady from frame to frame
+            palette = random_colors(max(len(self.predictor.class_names), 1))
+            colors = [palette[(int(label) - 1) % len(palette)] for label in detections.labels]
+        return draw_instances(
+            image,
+            boxes=detections.boxes,
+            masks=detections.masks,
+            labels=detections.labels,
+            scores=detections.scores,
+            class_names=self.predictor.class_names,
+            colors=colors,
+        )
+
+    def record(self, file: MediaFile, detections: Detections, frame: int | None = None) -> None:
+        """Count the detections; in ``predict``, add them to the results and write their masks."""
+        self.detections += len(detections)
+        if self.mode != "predict":
+            return
+        fields: dict[str, Any] = {"file_name": file.path.as_posix()}
+        if frame is not None:
+            fields["frame"] = frame
+        image_id = self.images_done + self.frames_done + 1
+        self.results.extend(detections_to_coco(detections, image_id=image_id, **fields))
+        if self.save_masks:
+            for k, (mask, name) in enumerate(zip(detections.masks, detections.class_names, strict=True)):
+                picture = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+                atomic_write(mask_path(self.out, file, k, name, frame), picture.save)
+                self.masks_written += 1
+
+    def images(self, files: Sequence[MediaFile]) -> None:
+        """Read (skipping unreadable files), predict in batches, draw and save each image."""
+        if not files:
+            return
+        bar = tqdm(total=len(files), desc=self.mode, unit="img", leave=False, file=sys.stderr)
+
+        def readable() -> Iterator[tuple[MediaFile, Tensor]]:
+            for file in files:
+                try:
+                    yield file, read_image(file.path)
+                except ImageError as e:
+                    self.skipped.append(str(e))
+                    tqdm.write(f"skipped {e}", file=sys.stderr)
+                    bar.update(1)
+
+        with bar:
+            pending = readable()
+            while batch := list(islice(pending, self.predictor.batch_size)):
+                found = self.predictor.predict_batch([image for _, image in batch])
+                for (file, image), detections in zip(batch, found, strict=True):
+                    path = atomic_write(
+                        output_path(self.out, file, self.mode),
+                        self.render(image, detections, video=False).save,
+                    )
+                    self.written.append(path)
+                    self.record(file, detections)
+                    self.images_done += 1
+                    bar.update(1)
+
+    def video(self, file: MediaFile) -> None:
+        """Predict on every frame (in batches), writing the drawn frames into an MP4 as they come.
+
+        A video that fails part-way keeps the frames written so far (and counts them).
+        """
+        path = output_path(self.out, file, self.mode)
+        self.videos += 1
+        frame_index = 0
+        try:
+            with VideoReader(file.path) as reader, VideoWriter(path, reader.info.fps) as writer:
+                bar = tqdm(
+                    total=reader.info.frames, desc=file.path.name, unit="frame", leave=False, file=sys.stderr
+                )
+                with bar:
+                    frames = iter(reader)
+                    while batch := list(islice(frames, self.predictor.batch_size)):
+                        for image, detections in zip(batch, self.predictor.predict_batch(batch), strict=True):
+                            writer.write(self.render(image, detections, video=True))
+                            self.record(file, detections, frame=frame_index)
+                            self.frames_done += 1
+                            frame_index += 1
+                            bar.update(1)
+        except VideoError as e:
+            after = f" (after {frame_index} frames, kept in {path})" if frame_index else ""
+            self.skipped.append(f"{e}{after}")
+            print(f"skipped {e}{after}", file=sys.stderr)
+            if not frame_index:
+                return
+        self.written.append(path)
+
+    def write_results(self) -> Path:
+        """Write ``results.json`` (compact: it holds an RLE per detection)."""
+        return write_json(self.out / RESULTS_FILE, self.results, indent=None)
+
+    @property
+    def processed(self) -> int:
+        """Images and video frames that went through the model."""
+        return self.images_done + self.frames_done
+
+    def summary(self) -> list[str]:
+        """What was done, in lines for the user (the skipped files were reported as they came)."""
+        what = []
+        if self.images_done:
+            what.append(f"{self.images_done} image{'s' * (self.images_done != 1)}")
+        if self.frames_done:
+            what.append(f"{self.videos} video{'s' * (self.videos != 1)} ({self.frames_done} frames)")
+        device = self.predictor.device
+        lines = [f"{self.mode}: {' and '.join(what) or 'nothing'} on {device}: {self.detections} detections"]
+        if self.written:
+            shown = ", ".join(str(p.relative_to(self.out)) for p in self.written[:3])
+            more = f" and {len(self.written) - 3} more" if len(self.written) > 3 else ""
+            lines.append(f"wrote {shown}{more} into {self.out}")
+        if self.mode == "predict":
+            lines.append(f"wrote {self.out / RESULTS_FILE} ({len(self.results)} detections)")
+        if self.masks_written:
+            lines.append(f"wrote {self.masks_written} masks into {self.out / 'masks'}")
+        return lines
+
+
+def write_predictions(
+    predictor: Predictor,
+    files: Sequence[MediaFile],
+    out: str | Path,
+    *,
+    mode: Mode,
+    save_masks: bool = False,
+) -> PredictionWriter:
+    """Predict on ``files`` (the images first, then each video) and write the outputs into ``out``.
+
+    Returns:
+        the writer, with its counts (``processed``, ``skipped``...) and :meth:`PredictionWriter.summary`.
+    """
+    writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks)
+    writer.out.mkdir(parents=True, exist_ok=True)
+    writer.images([f for f in files if f.kind == "image"])
+    for file in files:
+        if file.kind == "video":
+            writer.video(file)
+    if mode == "predict":
+        writer.write_results()
+    return writer

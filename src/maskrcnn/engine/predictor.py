@@ -1,0 +1,252 @@
+"""The :class:`Predictor`: a trained model, ready to detect objects in images of any common form.
+
+``Predictor`` wraps a model and its class names: it takes an image (tensor, array, PIL image or path;
+see :func:`to_image_tensor`), runs the model under ``torch.inference_mode()`` on its device, and returns
+:class:`Detections` on the CPU, above a score threshold and restricted to chosen classes::
+
+    predictor = Predictor.from_checkpoint("last.safetensors", score_threshold=0.7)
+    found = predictor("photo.jpg")
+    found.boxes, found.masks, found.class_names
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from maskrcnn.data.image_io import pil_to_tensor, read_image
+from maskrcnn.engine.device import resolve_device
+from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD, binarize_masks
+from maskrcnn.modeling.mask_rcnn import MaskRCNN
+
+__all__ = ["Detections", "ImageInput", "Predictor", "to_image_tensor"]
+
+ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike
+
+
+def to_image_tensor(image: ImageInput) -> Tensor:
+    """Any accepted image form -> float ``[C, H, W]`` in 0..1 (the model's input).
+
+    * float tensor: ``[C, H, W]`` in 0..1, used as it is (the project's image contract);
+    * uint8 tensor: ``[H, W, C]`` (numpy's layout) or ``[C, H, W]`` (torchvision's ``read_image``),
+      told apart by which end has 1, 3 or 4 channels (``[H, W, C]`` when both do);
+    * numpy array: ``[H, W, 3]`` or ``[H, W]``, uint8 0..255 or float 0..1, RGB (convert OpenCV's BGR
+      first: ``array[..., ::-1]``); a fourth (alpha) channel is dropped, grey is repeated to RGB;
+    * PIL image: any mode, converted to RGB (its EXIF orientation is not applied: the pixels are taken
+      as they are in memory);
+    * a path: read with :func:`maskrcnn.data.read_image` (EXIF orientation applied).
+    """
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    if isinstance(image, np.ndarray):
+        array = torch.from_numpy(np.ascontiguousarray(image))
+        if array.dim() == 2:
+            array = array[..., None]
+        return _from_hwc(array, "array")
+    if not isinstance(image, Tensor):
+        raise TypeError(
+            f"cannot predict on a {type(image).__name__}: pass a tensor, array, PIL image or path"
+        )
+    if image.is_floating_point():
+        if image.dim() != 3:
+            raise ValueError(f"a float image tensor must be [C, H, W] in 0..1, got {list(image.shape)}")
+        return image.float()  # the model computes in float32 (float64 input would fail in its convs)
+    if image.dim() == 2:
+        image = image[..., None]
+    if image.dim() == 3 and image.shape[-1] not in (1, 3, 4) and image.shape[0] in (1, 3, 4):
+        image = image.permute(1, 2, 0)
+    return _from_hwc(image, "tensor")
+
+
+def _from_hwc(image: Tensor, what: str) -> Tensor:
+    """``[H, W, C]`` (C in 1, 3, 4) uint8 0..255 or float 0..1 -> float ``[3, H, W]``."""
+    if image.dim() != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"an image {what} must be [H, W, 3] (or [H, W], [H, W, 4]), got {list(image.shape)}")
+    if image.dtype == torch.uint8:
+        image = image.float().div_(255.0)
+    elif image.is_floating_point():
+        image = image.float()
+    else:
+        raise ValueError(f"an image {what} must hold uint8 (0..255) or floats (0..1), got {image.dtype}")
+    image = image[..., :3] if image.shape[-1] == 4 else image.expand(-1, -1, 3)
+    return image.permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class Detections:
+    """The detections in one image, on the CPU, highest score first.
+
+    Attributes:
+        boxes: float ``[D, 4]`` xyxy, in pixels of the image given.
+        labels: int64 ``[D]``, 1..K (0 is the background).
+        scores: float ``[D]``.
+        masks: bool ``[D, H, W]``: the mask probabilities above the threshold (0.5; see
+            :func:`maskrcnn.engine.evaluation.coco.binarize_masks`).
+        class_names: ``D`` names, one per detection.
+        image_size: ``(H, W)``.
+        mask_probs: float ``[D, H, W]`` probabilities, kept when the predictor was asked to
+            (``keep_probabilities``); otherwise ``None``.
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    scores: Tensor
+    masks: Tensor
+    class_names: list[str]
+    image_size: tuple[int, int]
+    mask_probs: Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Predictor:
+    """A model ready to detect: inputs converted, thresholds and class filter applied, results on the CPU.
+
+    Args:
+        model: a Mask R-CNN (or any module with its evaluation-mode call: a list of ``[C, H, W]``
+            images in, per image a dict of ``boxes``, ``labels``, ``scores``, ``masks [D, 1, H, W]``
+            out). It is moved to ``device`` and put in evaluation mode.
+        class_names: the K foreground class names, label 1 first.
+        device: see :func:`maskrcnn.engine.device.resolve_device`.
+        score_threshold: detections scoring lower are dropped. When it is below a
+            :class:`~maskrcnn.modeling.MaskRCNN`'s own ``roi_heads.score_thresh``, it is passed to the
+            model's call (``score_thresh=``) so that a low threshold means what it says; the model
+            itself is never changed.
+        classes: keep only detections of these class names (``None``: all).
+        batch_size: images per model call in :meth:`predict_stream`.
+        mask_threshold: mask probabilities above it are inside.
+        keep_probabilities: also return the mask probabilities (``Detections.mask_probs``; memory:
+            4 bytes per pixel per detection).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        *,
+        device: str | torch.device = "cpu",
+        score_threshold: float = 0.5,
+        classes: Iterable[str] | None = None,
+        batch_size: int = 1,
+        mask_threshold: float = MASK_THRESHOLD,
+        keep_probabilities: bool = False,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in 0..1, got {score_threshold}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = list(class_names)
+        self.score_threshold = float(score_threshold)
+        self.batch_size = int(batch_size)
+        self.mask_threshold = float(mask_threshold)
+        self.keep_probabilities = keep_probabilities
+        self.classes: list[str] | None = None
+        self._class_labels: Tensor | None = None
+        if classes is not None:
+            self.classes = list(classes)
+            unknown = [c for c in self.classes if c not in self.class_names]
+            if unknown:
+                raise ValueError(
+                    f"unknown class {', '.join(map(repr, unknown))}; the model's classes are: "
+                    + ", ".join(self.class_names)
+                )
+            self._class_labels = torch.tensor([self.class_names.index(c) + 1 for c in self.classes])
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        score_threshold: float = 0.5,
+        classes: Iterable[str] | None = None,
+        batch_size: int = 1,
+        mask_threshold: float = MASK_THRESHOLD,
+        keep_probabilities: bool = False,
+    ) -> Predictor:
+        """A predictor for one of the project's checkpoints (see :func:`maskrcnn.weights.load_checkpoint`).
+
+        The device is checked before the checkpoint is read.
+        """
+        from maskrcnn.weights import load_checkpoint
+
+        resolved = resolve_device(device)
+        checkpoint = load_checkpoint(path, device=resolved)
+        return cls(
+            checkpoint.model,
+            checkpoint.class_names,
+            device=resolved,
+            score_threshold=score_threshold,
+            classes=classes,
+            batch_size=batch_size,
+            mask_threshold=mask_threshold,
+            keep_probabilities=keep_probabilities,
+        )
+
+    def __call__(self, image: ImageInput) -> Detections:
+        """Detections in one image (any form :func:`to_image_tensor` takes)."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[Detections]:
+        """Detections in several images, all in one model call.
+
+        Sizes may differ: the model pads the batch to the largest. With GroupNorm in the model the
+        padding enters the normalisation statistics, so results then differ slightly from one-by-one
+        calls; images of one size (video frames) give the same results either way.
+        """
+        if not len(images):
+            return []
+        tensors = [to_image_tensor(image) for image in images]
+        with torch.inference_mode():
+            outputs = self._call_model([t.to(self.device) for t in tensors])
+        return [
+            self._select(output, (int(t.shape[-2]), int(t.shape[-1])))
+            for output, t in zip(outputs, tensors, strict=True)
+        ]
+
+    def predict_stream(self, images: Iterable[ImageInput]) -> Iterator[Detections]:
+        """Detections for each image of an iterable, ``batch_size`` images per model call, lazily."""
+        iterator = iter(images)
+        while batch := list(islice(iterator, self.batch_size)):
+            yield from self.predict_batch(batch)
+
+    def _call_model(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        # A Mask R-CNN drops candidates at its own threshold (0.05 by default) before the per-class NMS;
+        # a lower predictor threshold is handed to that call so that those candidates are kept.
+        if isinstance(self.model, MaskRCNN) and self.score_threshold < self.model.roi_heads.score_thresh:
+            return self.model(images, score_thresh=self.score_threshold)  # type: ignore[return-value]
+        return self.model(images)
+
+    def _select(self, output: dict[str, Tensor], size: tuple[int, int]) -> Detections:
+        scores, labels = output["scores"], output["labels"]
+        keep = scores >= self.score_threshold
+        if self._class_labels is not None:
+            keep &= torch.isin(labels, self._class_labels.to(labels.device))
+        index = torch.where(keep)[0]
+        index = index[scores[index].argsort(descending=True, stable=True)]
+        probs = output["masks"][index].reshape(len(index), *size)
+        labels = labels[index].cpu()
+        return Detections(
+            boxes=output["boxes"][index].float().cpu(),
+            labels=labels,
+            scores=scores[index].float().cpu(),
+            masks=binarize_masks(probs, self.mask_threshold).cpu(),
+            class_names=[self._name(int(label)) for label in labels],
+            image_size=size,
+            mask_probs=probs.float().cpu() if self.keep_probabilities else None,
+        )
+
+    def _name(self, label: int) -> str:
+        return self.class_names[label - 1] if 0 < label <= len(self.class_names) else str(label)
