@@ -14,3 +14,14 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on one thread (``pytestmark = pytest.mark.usefixtures("one_thread")`` for a module):
+    they take milliseconds there, while on a busy shared machine two threads spend most of their time
+    waiting for each other, and results must not depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

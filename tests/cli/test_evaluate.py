@@ -10,9 +10,7 @@ from maskrcnn.cli import build_parser, main
 from maskrcnn.cli.evaluate import run_evaluate
 from maskrcnn.modeling import build_model
 from maskrcnn.weights import save_checkpoint
-from tests.engine.evaluation.helpers import single_thread, small_config
-
-one_thread = pytest.fixture(single_thread)
+from tests.engine.evaluation.helpers import small_config
 
 
 @pytest.fixture

@@ -18,14 +18,13 @@ from tests.engine.prediction_helpers import (
     random_image,
     read_video,
     save_image,
-    single_thread,
     tiny_checkpoint,
     untrained_predictor,
     write_text,
     write_video,
 )
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 checkpoint = pytest.fixture(scope="module")(tiny_checkpoint)
 predictor = pytest.fixture(scope="module")(untrained_predictor)
 

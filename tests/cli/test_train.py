@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 import torch
 
 from maskrcnn.cli import main
 from tests.engine.test_train import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(run_dir):

@@ -7,7 +7,6 @@ Fixtures are made from these functions in each test module, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,18 +23,6 @@ from maskrcnn.weights import save_checkpoint
 from tests.modeling.helpers import tiny_config
 
 CLASSES = ["square", "disc", "triangle"]
-
-
-def single_thread() -> Iterator[None]:
-    """Run the module's tests on one thread (use as an autouse, module-scoped fixture).
-
-    The tiny model takes milliseconds on one thread; on a busy shared machine, two threads spend most of
-    their time waiting for each other.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:

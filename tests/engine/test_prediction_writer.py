@@ -21,13 +21,12 @@ from tests.engine.prediction_helpers import (
     LeftHalfModel,
     random_image,
     save_image,
-    single_thread,
     tiny_checkpoint,
     untrained_predictor,
     write_text,
 )
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 checkpoint = pytest.fixture(scope="module")(tiny_checkpoint)
 predictor = pytest.fixture(scope="module")(untrained_predictor)
 

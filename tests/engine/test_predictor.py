@@ -17,13 +17,12 @@ from tests.engine.prediction_helpers import (
     CLASSES,
     LeftHalfModel,
     random_image,
-    single_thread,
     tiny_checkpoint,
     untrained_predictor,
 )
 from tests.modeling.helpers import tiny_config
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 checkpoint = pytest.fixture(scope="module")(tiny_checkpoint)
 predictor = pytest.fixture(scope="module")(untrained_predictor)
 

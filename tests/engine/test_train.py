@@ -38,13 +38,7 @@ def tiny(**more: object) -> Config:
     return override(preset("shapes"), {**TINY, **more})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models run fastest on one thread, and results must not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(run_dir):

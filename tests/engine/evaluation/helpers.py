@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -27,15 +26,6 @@ def small_config() -> ModelConfig:
     """The tiny test model at 64 px: a quarter of the work of the 128 px one."""
     cfg = tiny_config()
     return dataclasses.replace(cfg, transform=dataclasses.replace(cfg.transform, min_size=(64,), max_size=64))
-
-
-def single_thread() -> Iterator[None]:
-    """The tiny model on one thread (use as a fixture): on a busy machine, two threads contending for a
-    core run it many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rect_mask(rect):

@@ -19,12 +19,9 @@ from maskrcnn.modeling import build_model
 from tests.engine.evaluation.helpers import (
     Oracle,
     Rectangles,
-    single_thread,
     small_config,
     with_false_positive,
 )
-
-one_thread = pytest.fixture(single_thread)
 
 
 def test_evaluate_with_a_perfect_model_and_an_unreadable_image():
