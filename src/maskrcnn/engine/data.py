@@ -45,6 +45,7 @@ __all__ = [
     "load_training_data",
     "make_train_loader",
     "mix_seed",
+    "training_batches",
 ]
 
 
@@ -186,6 +187,31 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
 
     def __len__(self) -> int:
         return len(self.batches(self.epoch))
+
+
+def training_batches(
+    dataset: InstanceDataset, cfg: DataConfig, *, seed: int, rank: int = 0, world_size: int = 1
+) -> tuple[EpochBatches, DataLoader[Batch]]:
+    """Process ``rank``'s share of every epoch's batches (``data`` settings) and the loader reading them.
+
+    Raises:
+        TrainingError: the data is too small for one batch per process.
+    """
+    sampler = EpochBatches(
+        dataset,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        aspect_ratio_grouping=cfg.aspect_ratio_grouping,
+        repeat_factor_threshold=cfg.repeat_factor_threshold,
+        rank=rank,
+        world_size=world_size,
+    )
+    if len(sampler) == 0:
+        raise TrainingError(
+            f"the training data ({len(dataset)} images) yields no batch of {cfg.batch_size}"
+            + (f" for each of {world_size} processes" if world_size > 1 else "")
+        )
+    return sampler, make_train_loader(dataset, sampler, seed=seed, num_workers=cfg.num_workers)
 
 
 def make_train_loader(

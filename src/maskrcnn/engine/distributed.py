@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from maskrcnn.engine.device import resolve_device
+from maskrcnn.engine.errors import TrainingError
 
 __all__ = [
     "DistributedError",
@@ -29,6 +31,7 @@ __all__ = [
     "all_reduce_sum",
     "broadcast_object",
     "collective",
+    "data_parallel",
     "gather_objects",
     "is_communication_error",
     "launched_with_several_processes",
@@ -154,6 +157,25 @@ def process_group(device: str | torch.device, *, timeout_s: float = 1800.0) -> I
     finally:
         # Leaving after a failure must not wait on the others: destroy without a barrier.
         dist.destroy_process_group()
+
+
+def data_parallel(
+    model: nn.Module, device: torch.device, *, sync_bn: bool, say: Callable[[str], None]
+) -> tuple[nn.Module, nn.Module]:
+    """``model`` for data-parallel training in this process group: converted to ``SyncBatchNorm`` when
+    ``sync_bn`` (GPUs only), and its ``DistributedDataParallel`` wrapper; returns both."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if sync_bn:
+        if device.type != "cuda":
+            raise TrainingError(
+                "train.sync_bn needs GPUs (SyncBatchNorm runs on CUDA only); on CPUs use "
+                "model.backbone.norm=gn or frozen_bn, or larger per-process batches"
+            )
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            say("train.sync_bn: the model has no BatchNorm layer that trains; nothing to sync")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def rank() -> int:

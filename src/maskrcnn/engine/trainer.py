@@ -34,7 +34,7 @@ from maskrcnn.config import LAYERS, Config, config_to_dict
 from maskrcnn.data import Batch, InstanceDataset, build_target
 from maskrcnn.data.loader import mix_seed
 from maskrcnn.engine import distributed
-from maskrcnn.engine.data import EpochBatches, load_training_data, make_train_loader
+from maskrcnn.engine.data import EpochBatches, load_training_data, training_batches
 from maskrcnn.engine.distributed import Group
 from maskrcnn.engine.errors import TrainingError
 from maskrcnn.engine.hooks import Hook, LossMeter, default_hooks
@@ -173,42 +173,17 @@ class Trainer:
         data-parallel wrapper (else the model again)."""
         if self.group.world_size == 1:
             return model, model
-        from torch.nn.parallel import DistributedDataParallel
-
-        if self.cfg.train.sync_bn:
-            if self.device.type != "cuda":
-                raise TrainingError(
-                    "train.sync_bn needs GPUs (SyncBatchNorm runs on CUDA only); on CPUs use "
-                    "model.backbone.norm=gn or frozen_bn, or larger per-process batches"
-                )
-            if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-                self.say("train.sync_bn: the model has no BatchNorm layer that trains; nothing to sync")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[assignment]
-        return model, DistributedDataParallel(
-            model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-        )
+        return distributed.data_parallel(model, self.device, sync_bn=self.cfg.train.sync_bn, say=self.say)
 
     def build_loader(self) -> tuple[EpochBatches, torch.utils.data.DataLoader[Batch]]:
         """This process's share of every epoch's batches, and the loader that reads them."""
-        cfg, group = self.cfg, self.group
-        sampler = EpochBatches(
+        return training_batches(
             self.train_data,
-            batch_size=cfg.data.batch_size,
-            seed=cfg.train.seed,
-            aspect_ratio_grouping=cfg.data.aspect_ratio_grouping,
-            repeat_factor_threshold=cfg.data.repeat_factor_threshold,
-            rank=group.rank,
-            world_size=group.world_size,
+            self.cfg.data,
+            seed=self.cfg.train.seed,
+            rank=self.group.rank,
+            world_size=self.group.world_size,
         )
-        if len(sampler) == 0:
-            raise TrainingError(
-                f"the training data ({len(self.train_data)} images) yields no batch of {cfg.data.batch_size}"
-                + (f" for each of {group.world_size} processes" if group.world_size > 1 else "")
-            )
-        loader = make_train_loader(
-            self.train_data, sampler, seed=cfg.train.seed, num_workers=cfg.data.num_workers
-        )
-        return sampler, loader
 
     def learning_rate(self) -> float:
         """``train.lr`` under the linear scaling rule for this run's global batch."""
