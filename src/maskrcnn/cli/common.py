@@ -103,21 +103,14 @@ def add_device_argument(parser: argparse.ArgumentParser, *, default: str | None 
 
 
 def load_data(format: str, path: str | None, options: Sequence[str], *, strict: bool = False) -> Any:
-    """The dataset ``--format``, the path and ``-o`` options name (an ``InstanceDataset``).
-
-    Raises:
-        CommandError: an option the reader does not take.
-        DataError, ImageError, OSError: the data cannot be read (reported by :func:`maskrcnn.cli.main`).
-    """
+    """The dataset ``--format``, the path and ``-o`` options name (an ``InstanceDataset``); an unknown
+    option, unreadable data, or (with ``strict``) any problem raises ``DataError`` naming it."""
     from maskrcnn.data import load_dataset
 
     kwargs = reader_options(options)
     if strict:
         kwargs["strict"] = True
-    try:
-        return load_dataset(format, path, **kwargs)
-    except TypeError as e:  # an option the reader does not take
-        raise CommandError(f"--format {format}: {e}") from None
+    return load_dataset(format, path, **kwargs)
 
 
 def progress(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:

@@ -81,8 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     resume = args.resume or args.weights == "last"
     if resume:
+        run = RunDir(args.out)
+        if not run.config.is_file():
+            raise CommandError(f"cannot resume: {run.path} holds no run ({run.config.name} is missing)")
         # The run's own config; --set may still change what is safe to change (e.g. train.epochs).
-        cfg = override(load_config(RunDir(args.out).config), split_assignments(args.set, "--set"))
+        cfg = override(load_config(run.config), split_assignments(args.set, "--set"))
     else:
         cfg = _run_config(args)
     result = train(cfg, args.out, resume=resume)

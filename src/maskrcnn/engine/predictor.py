@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,17 +167,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        device: str | torch.device = "cpu",
-        score_threshold: float = 0.5,
-        classes: Iterable[str] | None = None,
-        batch_size: int = 1,
-        mask_threshold: float = MASK_THRESHOLD,
-        keep_probabilities: bool = False,
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu", **options: Any
     ) -> Predictor:
-        """A predictor for one of the project's checkpoints (see :func:`maskrcnn.weights.load_checkpoint`).
+        """A predictor for one of the project's checkpoints (see :func:`maskrcnn.weights.load_checkpoint`);
+        ``options`` are the other keyword arguments of :class:`Predictor` (``score_threshold``...).
 
         The device is checked before the checkpoint is read.
         """
@@ -184,16 +178,7 @@ class Predictor:
 
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(path, device=resolved)
-        return cls(
-            checkpoint.model,
-            checkpoint.class_names,
-            device=resolved,
-            score_threshold=score_threshold,
-            classes=classes,
-            batch_size=batch_size,
-            mask_threshold=mask_threshold,
-            keep_probabilities=keep_probabilities,
-        )
+        return cls(checkpoint.model, checkpoint.class_names, device=resolved, **options)
 
     def __call__(self, image: ImageInput) -> Detections:
         """Detections in one image (any form :func:`to_image_tensor` takes)."""

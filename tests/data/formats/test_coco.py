@@ -260,3 +260,8 @@ def test_categories_by_id_and_iscrowd_polygon(tmp_path):
     assert target["iscrowd"].tolist() == [1]
     assert ds.category_ids[target["labels"].item() - 1] == 90
     assert abs(target["area"].item() - math.pi * r * r) < 0.02 * math.pi * r * r
+
+
+def test_an_option_the_reader_does_not_take_is_named_before_reading(tmp_path):
+    with pytest.raises(DataError, match=r"--format coco: .*'colour'.*; its options: .*image_dir"):
+        load_dataset("coco", tmp_path / "never read.json", colour="red")

@@ -7,9 +7,10 @@ each reader's docstring for its options.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
-from maskrcnn.data.dataset import InstanceDataset
+from maskrcnn.data.dataset import DataError, InstanceDataset
 
 __all__ = ["FORMATS", "load_dataset", "reader_class"]
 
@@ -44,6 +45,16 @@ def load_dataset(format: str, path: Any = None, **options: Any) -> InstanceDatas
 
     Returns:
         a dataset of ``(image, target)`` items with ``class_names``.
+
+    Raises:
+        DataError: an option the reader does not take (named with the ones it takes), or the data's own
+            problems (see the reader).
     """
     cls = reader_class(format)
-    return cls(path, **options) if path is not None else cls(**options)
+    args = (path,) if path is not None else ()
+    try:
+        inspect.signature(cls).bind(*args, **options)
+    except TypeError as e:  # checked before reading: a bug inside a reader stays a bug
+        known = [p for p in inspect.signature(cls).parameters if p not in ("path", "transforms")]
+        raise DataError(f"--format {format}: {e}; its options: {', '.join(known)}") from None
+    return cls(*args, **options)
