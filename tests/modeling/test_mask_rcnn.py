@@ -151,3 +151,20 @@ def test_every_normalisation_trains(norm):
     assert torch.isfinite(total)
     total.backward()
     assert model.backbone.body.layer4[0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_a_call_s_score_threshold_leaves_the_module_alone(tiny_model):
+    """``model(images, score_thresh=t)`` is the module with ``roi_heads.score_thresh = t``, for that call."""
+    tiny_model.eval()
+    images = [torch.rand(3, 100, 140)]
+    tiny_model.roi_heads.score_thresh = 0.0
+    with torch.no_grad():
+        reference = tiny_model(images)[0]
+        own = float(reference["scores"][4])  # the module's own threshold now keeps the top 4 at most
+        tiny_model.roi_heads.score_thresh = own
+        default = tiny_model(images)[0]
+        low = tiny_model(images, score_thresh=0.0)[0]
+    assert tiny_model.roi_heads.score_thresh == own
+    assert len(default["scores"]) <= 4 < len(reference["scores"])
+    for key in ("boxes", "labels", "scores", "masks"):
+        assert torch.equal(low[key], reference[key]), key
