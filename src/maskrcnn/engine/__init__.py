@@ -1,1 +1,1 @@
-"""Training, evaluation and prediction: the loops around the model (the commands are in :mod:`maskrcnn.cli`)."""
+"""Training, evaluation and prediction: the loops around the model (the commands: :mod:`maskrcnn.cli`)."""
