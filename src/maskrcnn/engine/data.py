@@ -44,7 +44,6 @@ __all__ = [
     "load_split",
     "load_training_data",
     "make_train_loader",
-    "mix_seed",
     "training_batches",
 ]
 
