@@ -320,8 +320,9 @@ class TrainConfig:
             AVX-512 BF16 or AMX, where it trains the shapes demo about 25% faster; otherwise off).
         layers: which backbone stages train (``heads``, ``5+``, ``4+``, ``3+``, ``all``), overriding
             ``model.backbone.trainable_layers``; ``None`` keeps it.
-        weights: initial weights: a project checkpoint, a torchvision detection ``.pth`` or an ImageNet
-            ResNet ``.pth``.
+        weights: initial weights: a project checkpoint, a torchvision detection ``.pth``, an ImageNet
+            ResNet ``.pth`` or a registry name (``coco``, ``imagenet-r50``); the model takes their
+            architecture (backbone, v1/v2 heads) and keeps the config's classes, norms and layers.
         seed: seeds the initialisation, the data order and the augmentation.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         threads: CPU threads for torch (``None``: torch's default).

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_json", "write_text"]
+__all__ = ["atomic_write", "move_into_place", "write_json", "write_text"]
 
 _umask_lock = threading.Lock()
 
@@ -62,12 +62,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     tmp = Path(name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        move_into_place(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    return target
+
+
+def move_into_place(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename the finished file ``source`` over ``target`` (same folder), durably and with normal
+    permissions: for files written under a name of their own, such as a download's ``.part`` file,
+    which must survive between attempts so that the download can resume.
+    """
+    source, target = Path(source), Path(target)
+    os.chmod(source, 0o666 & ~_umask())
+    with open(source, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(source, target)
     _fsync_folder(target.parent)
     return target
 

@@ -63,14 +63,15 @@ def test_evaluate_refuses_other_classes_and_missing_files(tmp_path, checkpoint, 
     out = tmp_path / "eval"
     assert main(["evaluate", "--weights", str(weights), "--format", "shapes", "--out", str(out)]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("error: the dataset's classes")
-    assert "['square', 'circle', 'triangle']" in error
-    assert "['cat', 'dog', 'bird']" in error
+    assert error.startswith(
+        "error: the checkpoint's classes and the dataset's share no name: the dataset has square, circle, "
+        "triangle, the checkpoint cat, dog, bird"
+    )
     assert not out.exists()
 
     missing = tmp_path / "nothing.safetensors"
     assert main(["evaluate", "--weights", str(missing), "--format", "shapes", "--out", str(out)]) == 1
-    assert f"error: --weights {missing}: no such file" in capsys.readouterr().err
+    assert f"error: weights {missing}: no such file (nor a known name" in capsys.readouterr().err
     argv = ["evaluate", "--weights", str(weights), "--format", "coco", "--data", str(tmp_path / "no.json")]
     assert main([*argv, "--out", "x"]) == 1
     assert "no.json" in capsys.readouterr().err
@@ -83,11 +84,11 @@ def test_evaluate_refuses_bad_options(tmp_path, capsys):
     assert "--batch-size must be >= 1 and --num-workers >= 0, got 0, 0" in capsys.readouterr().err
     assert main([*argv, "--device", "abacus"]) == 1
     assert "error: --device: unknown device 'abacus'" in capsys.readouterr().err
-    save_file({"x": torch.zeros(1)}, weights)  # plain weights: not one of the project's checkpoints
+    save_file({"x": torch.zeros(1)}, weights)  # plain tensors: no model at all
     assert main([*argv, "-o", "count=1", "-o", "colour=red"]) == 1
     assert "error: --format shapes:" in capsys.readouterr().err
     assert main([*argv, "-o", "count=1"]) == 1
     assert (
-        f"error: cannot load --weights {weights}: {weights} has no maskrcnn metadata"
+        f"error: cannot load --weights {weights}: {weights}: not a Mask R-CNN or ResNet checkpoint"
         in capsys.readouterr().err
     )

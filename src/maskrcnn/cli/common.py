@@ -22,6 +22,7 @@ __all__ = [
     "add_data_arguments",
     "add_device_argument",
     "add_set_argument",
+    "add_weights_argument",
     "load_data",
     "print_error",
     "progress",
@@ -64,6 +65,17 @@ def reader_options(pairs: Iterable[str]) -> dict[str, Any]:
     """``-o`` options for a reader: ``{"image_dir": "imgs", "count": 20}``, values read by
     :func:`maskrcnn.config.parse_value` (a reader's keyword arguments have no config type to go by)."""
     return {key: parse_value(value) for key, value in split_assignments(pairs, "--option").items()}
+
+
+WEIGHTS_HELP = (
+    "a checkpoint: one written by training (.safetensors), a torchvision Mask R-CNN .pth, or a name "
+    "such as coco or coco-v2 (downloaded once into the cache; `maskrcnn weights list` shows them)"
+)
+
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """``--weights CKPT`` (required) for the commands that run a model."""
+    parser.add_argument("--weights", required=True, metavar="CKPT", help=WEIGHTS_HELP)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, format_flag: str = "--format") -> None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from maskrcnn.cli.common import CommandError, add_data_arguments, add_device_argument, load_data
+from maskrcnn.cli.common import (
+    CommandError,
+    add_data_arguments,
+    add_device_argument,
+    add_weights_argument,
+    load_data,
+)
+from maskrcnn.weights.coco import UNUSED_CLASS
 
 __all__ = ["add_parsers", "run_evaluate"]
 
@@ -20,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "per-class tables, results.json (RLE masks, original category ids), a precision-recall plot and "
         "a confusion matrix.",
     )
-    parser.add_argument("--weights", required=True, help="a checkpoint saved by training (.safetensors)")
+    add_weights_argument(parser)
     add_data_arguments(parser)  # --format and -o, as for check-data and inspect
     parser.add_argument(
         "--data", help="what the format reads (JSON file, folder, data YAML); none for --format shapes"
@@ -58,33 +64,49 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _evaluate(args, group.device, main=group.is_main)
 
 
-def _load(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
-    """The dataset and the checkpoint, checked against each other."""
-    from maskrcnn.weights import load_checkpoint
+def _load(args: argparse.Namespace, device: Any) -> tuple[Any, Any, list[int] | None]:
+    """The dataset, the checkpoint, and how the checkpoint's labels map to the dataset's (``None``: the
+    same classes in the same order)."""
+    from maskrcnn.engine.evaluation import match_classes
+    from maskrcnn.weights import load_checkpoint, resolve_weights
 
-    if not Path(args.weights).is_file():  # before reading the data, which may take a while
-        raise CommandError(f"--weights {args.weights}: no such file")
+    resolve_weights(args.weights)  # a missing file or a download first: the data may take a while
     dataset = load_data(args.format, args.data, args.option)
     try:
         checkpoint = load_checkpoint(args.weights, device=device)
-    except (OSError, ValueError, KeyError) as e:
+    except (ValueError, KeyError) as e:  # a file that is no checkpoint, or one of another version
         raise CommandError(f"cannot load --weights {args.weights}: {e}") from None
-    if list(dataset.class_names) != list(checkpoint.class_names):
-        raise CommandError(
-            f"the dataset's classes {list(dataset.class_names)} differ from the checkpoint's "
-            f"{list(checkpoint.class_names)} (same names in the same order are needed: label k is "
-            "class_names[k - 1] for both)"
-        )
     if len(dataset) == 0:
         raise CommandError(f"the dataset ({args.data or args.format}) has no images")
-    return dataset, checkpoint
+    dataset_classes, model_classes = list(dataset.class_names), list(checkpoint.class_names)
+    if dataset_classes == model_classes:
+        return dataset, checkpoint, None
+    label_map, unscored = match_classes(model_classes, dataset_classes)
+    if len(unscored) == len(dataset_classes):
+        raise CommandError(
+            f"the checkpoint's classes and the dataset's share no name: the dataset has "
+            f"{_names(dataset_classes)}, the checkpoint {_names(model_classes)}"
+        )
+    if unscored:
+        print(
+            f"warning: the checkpoint has no class for {len(unscored)} of the dataset's classes "
+            f"({_names(unscored)}): they are left out of the AP",
+            file=sys.stderr,
+        )
+    return dataset, checkpoint, label_map
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    real = [n for n in names if n != UNUSED_CLASS]
+    more = f" and {len(real) - shown} more" if len(real) > shown else ""
+    return ", ".join(real[:shown]) + more
 
 
 def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
     from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
 
-    dataset, checkpoint = _load(args, device)
+    dataset, checkpoint, label_map = _load(args, device)
     errors = [p for p in dataset.problems if p.severity == "error"]
     if errors:
         print(
@@ -99,6 +121,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         device=device,
         num_workers=args.num_workers,
         score_threshold_for_confusion=args.confusion_score,
+        label_map=label_map,
     )
     if not main:
         return 0
@@ -106,7 +129,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         print(f"  error: {message}", file=sys.stderr)
     if evaluation.num_images == 0:
         raise CommandError("no image of the dataset could be read (listed above)")
-    paths = write_report(evaluation, args.out, checkpoint.class_names)
+    paths = write_report(evaluation, args.out, dataset.class_names)
     skipped = f", {evaluation.num_skipped} unreadable images left out" if evaluation.skipped else ""
     print(
         f"evaluated {evaluation.num_images} images{skipped} in {evaluation.seconds:.1f} s: "

@@ -1,6 +1,7 @@
 """The inference commands: ``predict`` and ``splash`` on images, folders, globs and videos.
 
-``maskrcnn predict SOURCE --weights CKPT --out DIR`` writes the drawn detections, ``results.json`` and
+``maskrcnn predict SOURCE --weights CKPT --out DIR`` (CKPT: a checkpoint of any kind, or a name such as
+``coco``) writes the drawn detections, ``results.json`` and
 (``--save-masks``) one PNG per mask; ``maskrcnn splash`` writes the color splash. What is written and
 how it is named: :mod:`maskrcnn.engine.prediction_writer` and :mod:`maskrcnn.engine.sources`.
 """
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskrcnn.cli.common import CommandError, add_device_argument
+from maskrcnn.cli.common import CommandError, add_device_argument, add_weights_argument
 
 if TYPE_CHECKING:
     from maskrcnn.engine.sources import Mode
@@ -50,9 +51,7 @@ def _positive(text: str) -> int:
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="an image, a video, a folder, or a quoted glob such as 'photos/*.jpg'")
-    parser.add_argument(
-        "--weights", required=True, metavar="CKPT", help="a checkpoint written by training (.safetensors)"
-    )
+    add_weights_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write into (created)")
     parser.add_argument(
         "--score-threshold",

@@ -27,8 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--format", help="the data format (default: the preset's)")
     train.add_argument(
         "--weights",
-        help="initial weights: a .safetensors checkpoint, a torchvision .pth, an ImageNet ResNet "
-        ".pth, or 'last' to resume the run in --out",
+        help="initial weights: a .safetensors checkpoint, a torchvision .pth, an ImageNet ResNet .pth, "
+        "a name (coco, coco-v2, imagenet-r50...: `maskrcnn weights list`), or 'last' to resume the run "
+        "in --out",
     )
     train.add_argument("--layers", choices=list(LAYERS), help="which layers train")
     train.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")

@@ -26,6 +26,7 @@ from maskrcnn.data.image_io import pil_to_tensor, read_image
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD, binarize_masks
 from maskrcnn.modeling.mask_rcnn import MaskRCNN
+from maskrcnn.weights.coco import UNUSED_CLASS, used_labels
 
 __all__ = ["Detections", "ImageInput", "Predictor", "to_image_tensor"]
 
@@ -123,7 +124,8 @@ class Predictor:
             :class:`~maskrcnn.modeling.MaskRCNN`'s own ``roi_heads.score_thresh``, it is passed to the
             model's call (``score_thresh=``) so that a low threshold means what it says; the model
             itself is never changed.
-        classes: keep only detections of these class names (``None``: all).
+        classes: keep only detections of these class names (``None``: all). Labels named ``N/A`` (the
+            gaps in COCO's category ids of torchvision's COCO models) are never reported.
         batch_size: images per model call in :meth:`predict_stream`.
         mask_threshold: mask probabilities above it are inside.
         keep_probabilities: also return the mask probabilities (``Detections.mask_probs``; memory:
@@ -157,19 +159,22 @@ class Predictor:
         self._class_labels: Tensor | None = None
         if classes is not None:
             self.classes = list(classes)
-            unknown = [c for c in self.classes if c not in self.class_names]
+            unknown = [c for c in self.classes if c not in self.class_names or c == UNUSED_CLASS]
             if unknown:
                 raise ValueError(
                     f"unknown class {', '.join(map(repr, unknown))}; the model's classes are: "
-                    + ", ".join(self.class_names)
+                    + ", ".join(c for c in self.class_names if c != UNUSED_CLASS)
                 )
             self._class_labels = torch.tensor([self.class_names.index(c) + 1 for c in self.classes])
+        elif UNUSED_CLASS in self.class_names:
+            self._class_labels = torch.tensor(used_labels(self.class_names))
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu", **options: Any
+        cls, source: str | os.PathLike[str], *, device: str | torch.device = "cpu", **options: Any
     ) -> Predictor:
-        """A predictor for one of the project's checkpoints (see :func:`maskrcnn.weights.load_checkpoint`);
+        """A predictor for any checkpoint :func:`maskrcnn.weights.load_checkpoint` takes: the project's,
+        a torchvision ``.pth``, or a registry name such as ``coco`` (fetched into the cache when needed);
         ``options`` are the other keyword arguments of :class:`Predictor` (``score_threshold``...).
 
         The device is checked before the checkpoint is read.
@@ -177,7 +182,7 @@ class Predictor:
         from maskrcnn.weights import load_checkpoint
 
         resolved = resolve_device(device)
-        checkpoint = load_checkpoint(path, device=resolved)
+        checkpoint = load_checkpoint(source, device=resolved)
         return cls(checkpoint.model, checkpoint.class_names, device=resolved, **options)
 
     def __call__(self, image: ImageInput) -> Detections:

@@ -53,7 +53,7 @@ from maskrcnn.engine.state import (
 )
 from maskrcnn.engine.validation import targets_to_device
 from maskrcnn.modeling import MaskRCNN, build_model
-from maskrcnn.weights import load_weights, save_checkpoint
+from maskrcnn.weights import build_with_weights, save_checkpoint
 
 __all__ = ["Trainer"]
 
@@ -153,19 +153,19 @@ class Trainer:
         return train_data, val_data
 
     def build_model(self) -> MaskRCNN:
-        """The model of ``model`` (with ``train.layers`` trainable), its initial weights, on the device."""
+        """The model of ``model`` (with ``train.layers`` trainable), its initial weights, on the device;
+        initial weights bring their architecture (recorded in the config, hence in config.yaml)."""
         t = self.cfg.train
         if t.layers is not None:
             self.cfg.model.backbone.trainable_layers = LAYERS[t.layers]
-        model = build_model(self.cfg.model)
-        if t.weights and not self.resuming:
-            report = load_weights(model, t.weights)
-            extra = (
-                f"; re-initialised {len(report.reinitialised)} class-dependent tensors"
-                if report.reinitialised
-                else ""
-            )
-            self.say(f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){extra}")
+        if not t.weights or self.resuming:
+            return build_model(self.cfg.model).to(self.device)
+        model, report, changes = build_with_weights(self.cfg.model, t.weights)
+        if changes:
+            self.say(f"model architecture from {t.weights}: " + "; ".join(changes))
+        again = len(report.reinitialised)
+        extra = f"; re-initialised {again} class-dependent tensors" if again else ""
+        self.say(f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){extra}")
         return model.to(self.device)
 
     def wrap_model(self, model: MaskRCNN) -> tuple[MaskRCNN, nn.Module]:

@@ -22,7 +22,7 @@ from maskrcnn.engine.evaluation.coco import (
     instances_to_results,
 )
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
-from maskrcnn.engine.evaluation.evaluator import Evaluation, evaluate
+from maskrcnn.engine.evaluation.evaluator import Evaluation, evaluate, match_classes
 from maskrcnn.engine.evaluation.report import REPORT_FILES, format_metrics, metrics_summary, write_report
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "evaluate",
     "format_metrics",
     "instances_to_results",
+    "match_classes",
     "metrics_summary",
     "write_report",
 ]

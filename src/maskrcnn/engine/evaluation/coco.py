@@ -263,18 +263,24 @@ def _curves(precision: np.ndarray) -> dict[str, list[float] | None]:
     return curves
 
 
-def coco_scores(gt: COCO, results: Sequence[Result]) -> CocoScores:
+def coco_scores(
+    gt: COCO, results: Sequence[Result], *, category_ids: Sequence[int] | None = None
+) -> CocoScores:
     """Run pycocotools' ``COCOeval`` for boxes and masks (see :class:`CocoScores` for what is kept).
 
     Args:
         gt: the ground truth (:func:`coco_ground_truth`, or a ``COCO`` read from a file).
         results: COCO results (:func:`detections_to_results`); may be empty (everything missed).
+        category_ids: score only these categories (``None``: all of ``gt``'s), e.g. the classes a model
+            knows when it is evaluated on a dataset with others.
     """
     metrics: Metrics = {}
     per_class: dict[str, dict[int, dict[str, float | None]]] = {}
     curves: dict[str, Any] = {}
     for iou_type in IOU_TYPES:
         coco_eval = COCOeval(gt, _results_coco(gt, results, iou_type), iou_type)
+        if category_ids is not None:
+            coco_eval.params.catIds = sorted(int(c) for c in category_ids)
         with _quiet():
             coco_eval.evaluate()
             coco_eval.accumulate()

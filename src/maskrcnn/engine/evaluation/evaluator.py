@@ -11,12 +11,13 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Subset
 
 from maskrcnn.data.dataset import without_transforms
@@ -24,8 +25,9 @@ from maskrcnn.data.formats.export import CocoBuilder
 from maskrcnn.engine.evaluation.coco import CocoScores, coco_from_builder, coco_scores, detections_to_results
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
+from maskrcnn.weights.coco import UNUSED_CLASS
 
-__all__ = ["Evaluation", "evaluate"]
+__all__ = ["Evaluation", "evaluate", "match_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class Evaluation:
         skipped: messages of the images that could not be read (left out of the evaluation).
         score_threshold: detection score from which the confusion matrix counts a detection.
         seconds: wall time of the whole evaluation.
+        unscored: the dataset's classes the model has no class for (left out of the AP; see
+            :func:`match_classes`).
     """
 
     metrics: Metrics
@@ -62,6 +66,7 @@ class Evaluation:
     skipped: list[str] = field(default_factory=list)
     score_threshold: float = 0.5
     seconds: float = 0.0
+    unscored: list[str] = field(default_factory=list)
 
     @property
     def num_skipped(self) -> int:
@@ -80,6 +85,31 @@ class _Detected(NamedTuple):
     skipped: list[str]
 
 
+def match_classes(
+    model_classes: Sequence[str], dataset_classes: Sequence[str]
+) -> tuple[list[int], list[str]]:
+    """Which dataset class each of a model's classes is, by name (exactly, else ignoring case).
+
+    Args:
+        model_classes: the model's names of labels 1..M (``N/A`` gaps match nothing).
+        dataset_classes: the dataset's names of labels 1..K.
+
+    Returns:
+        ``(label_map, unscored)``: ``label_map[m - 1]`` is the dataset label of model label ``m`` (0: not
+        a dataset class, its detections are dropped); ``unscored`` lists the dataset classes no model
+        class matches.
+    """
+    exact = {name: k for k, name in enumerate(dataset_classes, start=1)}
+    folded = {name.casefold(): k for k, name in enumerate(dataset_classes, start=1)}
+    label_map = [
+        0 if name == UNUSED_CLASS else exact.get(name, folded.get(name.casefold(), 0))
+        for name in model_classes
+    ]
+    matched = set(label_map)
+    unscored = [name for k, name in enumerate(dataset_classes, start=1) if k not in matched]
+    return label_map, unscored
+
+
 def evaluate(
     model: nn.Module,
     dataset: Any,
@@ -89,6 +119,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     score_threshold_for_confusion: float = 0.5,
+    label_map: Sequence[int] | None = None,
 ) -> Evaluation:
     """COCO box and mask AP of ``model`` on ``dataset``, with per-class AP, curves and confusion.
 
@@ -112,16 +143,30 @@ def evaluate(
         progress: show a progress bar (stderr).
         score_threshold_for_confusion: detections scoring below this are left out of the confusion
             matrix (COCO AP uses every detection).
+        label_map: when the model's labels are not the dataset's (a COCO model on a dataset of some
+            COCO classes): the dataset label of each model label (see :func:`match_classes`); detections
+            mapped to 0 are dropped and the dataset classes nothing maps to are left out of the AP.
     """
     from maskrcnn.engine import distributed
 
     start = time.perf_counter()
+    lut = None if label_map is None else torch.tensor([0, *label_map], dtype=torch.int64)
+    scored = None if label_map is None else sorted({k for k in label_map if k > 0})
     if distributed.world_size() == 1:
-        detected = _detect(model, dataset, dataset, batch_size, device, num_workers, progress)
-        return _score(detected, score_threshold_for_confusion, start)
+        detected = _detect(model, dataset, dataset, batch_size, device, num_workers, progress, lut)
+        return _score(detected, score_threshold_for_confusion, start, scored)
     share = Subset(dataset, distributed.shard(len(dataset)))
-    detected = _detect(model, dataset, share, batch_size, device, num_workers, progress)
-    return _gather_and_score(detected, score_threshold_for_confusion, start)
+    detected = _detect(model, dataset, share, batch_size, device, num_workers, progress, lut)
+    return _gather_and_score(detected, score_threshold_for_confusion, start, scored)
+
+
+def _relabel(detection: dict[str, Tensor], lut: Tensor) -> dict[str, Tensor]:
+    """``detection`` with the dataset's labels (``lut[model label]``), those without one dropped."""
+    labels = lut.to(detection["labels"].device)[detection["labels"]]
+    keep = labels > 0
+    out = {key: value[keep] for key, value in detection.items() if key != "labels"}
+    out["labels"] = labels[keep]
+    return out
 
 
 def _detect(
@@ -132,6 +177,7 @@ def _detect(
     device: str | torch.device,
     num_workers: int,
     progress: bool,
+    lut: Tensor | None,
 ) -> _Detected:
     """Run ``model`` over ``part`` (``dataset`` itself, or this process's share of it): its ground truth,
     COCO results and unreadable images."""
@@ -168,6 +214,8 @@ def _detect(
                     skipped.extend(batch.skipped)
                     if batch.images:
                         detections = model([image.to(device, non_blocking=True) for image in batch.images])
+                        if lut is not None:
+                            detections = [_relabel(d, lut) for d in detections]
                         image_ids = [int(t["image_id"]) for t in batch.targets]
                         for image, target, image_id in zip(
                             batch.images, batch.targets, image_ids, strict=True
@@ -184,7 +232,12 @@ def _detect(
     return _Detected(ground_truth, results, skipped)
 
 
-def _gather_and_score(detected: _Detected, score_threshold_for_confusion: float, start: float) -> Evaluation:
+def _gather_and_score(
+    detected: _Detected,
+    score_threshold_for_confusion: float,
+    start: float,
+    scored: list[int] | None,
+) -> Evaluation:
     """Rank 0 gathers every process's :class:`_Detected`, scores them and shares the evaluation (without
     its results); the other processes wait for it. An error on rank 0 is shared too, so that the others
     stop with it instead of waiting."""
@@ -205,12 +258,16 @@ def _gather_and_score(detected: _Detected, score_threshold_for_confusion: float,
             merged.ground_truth.extend(share.ground_truth)
             merged.results.extend(share.results)
             merged.skipped.extend(share.skipped)
-        evaluation = _score(merged, score_threshold_for_confusion, start)
+        evaluation = _score(merged, score_threshold_for_confusion, start, scored)
     except Exception as e:
         distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
         raise
     distributed.broadcast_object(dataclasses.replace(evaluation, results=[]), "sharing the evaluation")
     return evaluation
+
+
+# The per-class AP of a class left out of the scoring.
+_UNSCORED: dict[str, float | None] = {"AP": None, "AP50": None}
 
 
 def _per_class(ground_truth: CocoBuilder, scores: CocoScores) -> list[dict[str, Any]]:
@@ -224,24 +281,33 @@ def _per_class(ground_truth: CocoBuilder, scores: CocoScores) -> list[dict[str, 
             "class": name,
             "category_id": cat,
             "instances": instances[cat],
-            "box_AP": scores.per_class["bbox"][cat]["AP"],
-            "box_AP50": scores.per_class["bbox"][cat]["AP50"],
-            "mask_AP": scores.per_class["segm"][cat]["AP"],
-            "mask_AP50": scores.per_class["segm"][cat]["AP50"],
+            "box_AP": scores.per_class["bbox"].get(cat, _UNSCORED)["AP"],
+            "box_AP50": scores.per_class["bbox"].get(cat, _UNSCORED)["AP50"],
+            "mask_AP": scores.per_class["segm"].get(cat, _UNSCORED)["AP"],
+            "mask_AP50": scores.per_class["segm"].get(cat, _UNSCORED)["AP50"],
         }
         for name, cat in zip(ground_truth.class_names, ground_truth.category_ids, strict=True)
     ]
 
 
-def _score(detected: _Detected, score_threshold_for_confusion: float, start: float) -> Evaluation:
-    """The COCO scores, per-class table and confusion matrix of the results against the ground truth."""
+def _score(
+    detected: _Detected,
+    score_threshold_for_confusion: float,
+    start: float,
+    scored: list[int] | None,
+) -> Evaluation:
+    """The COCO scores, per-class table and confusion matrix of the results against the ground truth;
+    ``scored``: the dataset labels to score (``None``: all)."""
     ground_truth, results, skipped = detected
     for message in skipped[:5]:
         log.warning("evaluation: left out unreadable image: %s", message)
     if len(skipped) > 5:
         log.warning("evaluation: %d more unreadable images left out", len(skipped) - 5)
     gt = coco_from_builder(ground_truth)
-    scores = coco_scores(gt, results)
+    category_ids = None if scored is None else [ground_truth.category_ids[k - 1] for k in scored]
+    names = ground_truth.class_names
+    unscored = [] if scored is None else [n for k, n in enumerate(names, start=1) if k not in scored]
+    scores = coco_scores(gt, results, category_ids=category_ids)
     confusion = confusion_matrix(
         gt, results, ground_truth.category_ids, score_threshold=score_threshold_for_confusion
     )
@@ -256,4 +322,5 @@ def _score(detected: _Detected, score_threshold_for_confusion: float, start: flo
         skipped=skipped,
         score_threshold=score_threshold_for_confusion,
         seconds=time.perf_counter() - start,
+        unscored=unscored,
     )

@@ -184,7 +184,8 @@ def write_report(
     * ``per_class.json`` (the rows of ``Evaluation.per_class``) and ``per_class.txt`` (a table);
     * ``results.json``: the COCO results (original category ids);
     * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
-    * ``evaluation.json``: images evaluated, unreadable images left out, time.
+    * ``evaluation.json``: images evaluated, unreadable images left out, the dataset's classes the
+      model could not score, time.
 
     Args:
         class_names: names of labels 1..K (default: the evaluation's).
@@ -225,6 +226,7 @@ def write_report(
             "skipped_images": evaluation.num_skipped,
             "skipped": evaluation.skipped,
             "detections": len(evaluation.results),
+            "classes_not_scored": evaluation.unscored,
             "seconds": round(evaluation.seconds, 3),
         },
     )

@@ -1,4 +1,4 @@
-"""Checkpoints: read torchvision and the project's own weights into a model, and save the project's own.
+"""State dicts: read a checkpoint file's tensors (without unpickling) and load them into a model, strictly.
 
 What loads (a path, or a state dict already in memory):
 
@@ -20,37 +20,31 @@ number of input channels (extra channels start from the mean of the RGB filters)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from maskrcnn.config import ModelConfig, config_from_dict, config_to_dict
-from maskrcnn.io import atomic_write, write_text
+from maskrcnn.weights.cache import resolve_weights
 
 __all__ = [
     "CLASS_DEPENDENT",
-    "Checkpoint",
     "LoadReport",
-    "load_checkpoint",
+    "checkpoint_kind",
     "load_weights",
     "read_state_dict",
-    "save_checkpoint",
+    "unwrap_state_dict",
+    "upgrade_legacy_keys",
 ]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "maskrcnn-checkpoint"
-CHECKPOINT_VERSION = 1
 
 # Layers whose shape depends on the number of classes: re-initialised when it changes.
 CLASS_DEPENDENT = (
@@ -114,10 +108,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
             f"cannot read checkpoint {path}: {e.__class__.__name__}: {first_line} (only state dicts of "
             "tensors are accepted; pickled objects are refused for safety)"
         ) from e
-    return _unwrap(obj, str(path)), {}
+    return unwrap_state_dict(obj, str(path)), {}
 
 
-def _unwrap(obj: Any, where: str) -> dict[str, Tensor]:
+def unwrap_state_dict(obj: Any, where: str) -> dict[str, Tensor]:
     """The state dict inside a checkpoint: bare, or under ``model`` / ``state_dict``; no DDP prefix."""
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -134,7 +128,7 @@ def _unwrap(obj: Any, where: str) -> dict[str, Tensor]:
     return tensors
 
 
-def _upgrade_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def upgrade_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     out = {}
     for key, value in state.items():
         for pattern, replacement in _LEGACY_KEYS:
@@ -150,7 +144,7 @@ def _upgrade_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _layout(state: Mapping[str, Tensor], where: str) -> str:
+def checkpoint_kind(state: Mapping[str, Tensor], where: str) -> str:
     if any(k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state):
         return "detection"
     if "conv1.weight" in state and any(k.startswith("layer1.") for k in state):
@@ -184,20 +178,24 @@ def load_weights(
 
     Args:
         model: a model from :func:`maskrcnn.modeling.build_model` or the builders.
-        source: a ``.pth`` / ``.safetensors`` path, or a state dict.
+        source: a ``.pth`` / ``.safetensors`` path, a registry name (``coco``, ``imagenet-r50``: fetched
+            into the cache when needed), or a state dict.
 
     Returns:
         a :class:`LoadReport`; raises ``ValueError`` listing every unknown, missing or mis-shaped key.
     """
-    where = str(source) if not isinstance(source, Mapping) else "state dict"
-    state = read_state_dict(source)[0] if not isinstance(source, Mapping) else _unwrap(source, where)
-    kind = _layout(state, where)
+    if isinstance(source, Mapping):
+        where, state = "state dict", unwrap_state_dict(source, "state dict")
+    else:
+        path = resolve_weights(source).path
+        where, state = str(path), read_state_dict(path)[0]
+    kind = checkpoint_kind(state, where)
     report = LoadReport(kind)
     if kind == "backbone":
         report.ignored = sorted(k for k in state if k.startswith("fc."))
         state = {BODY + k: v for k, v in state.items() if not k.startswith("fc.")}
     else:
-        state = _upgrade_legacy_keys(state)
+        state = upgrade_legacy_keys(state)
 
     own = model.state_dict()
     targets = {k for k in own if k.startswith(BODY)} if kind == "backbone" else set(own)
@@ -249,88 +247,3 @@ def load_weights(
     for line in report.adapted:
         log.info("adapted %s; the extra channels are initialised from the mean of the RGB filters", line)
     return report
-
-
-# ----------------------------------------------------------------------------------------------------
-# The project's own checkpoints
-
-
-@dataclass
-class Checkpoint:
-    """A model loaded from one of the project's checkpoints, with what was saved beside the weights."""
-
-    model: nn.Module
-    config: ModelConfig
-    class_names: list[str]
-    extra: dict[str, Any]
-
-
-def save_checkpoint(
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    config: ModelConfig,
-    class_names: Sequence[str],
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``model``'s weights as ``path`` (``.safetensors``) with the config and class names.
-
-    The config and class names are stored in the file's metadata (so the file alone rebuilds the model)
-    and, for people and tools, as JSON in ``<path without suffix>.json``. Both files are written to a
-    temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
-
-    Args:
-        class_names: the ``num_classes - 1`` foreground class names, in label order (label 1 first).
-        extra: more JSON-serialisable information (training step, metrics...).
-    """
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
-    if len(class_names) != config.num_classes - 1:
-        raise ValueError(
-            f"{len(class_names)} class names for num_classes={config.num_classes} "
-            "(which counts the background)"
-        )
-    info = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": config_to_dict(config),
-        "class_names": list(class_names),
-        "extra": dict(extra or {}),
-    }
-    text = json.dumps(info, indent=1)
-    # safetensors stores contiguous tensors; channels-last weights are made contiguous, values unchanged.
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"maskrcnn": text}))
-    write_text(path.with_suffix(".json"), text + "\n")
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model saved by :func:`save_checkpoint` and load its weights (strictly).
-
-    The config and class names come from the file's metadata, or from the JSON beside it for a
-    ``.safetensors`` file written without them.
-    """
-    from maskrcnn.modeling import build_model  # the model package imports nothing from here
-
-    path = Path(path)
-    state, metadata = read_state_dict(path)
-    text = metadata.get("maskrcnn")
-    sidecar = path.with_suffix(".json")
-    if text is None and sidecar.is_file():
-        text = sidecar.read_text()
-    if text is None:
-        raise ValueError(
-            f"{path} has no maskrcnn metadata and no {sidecar.name} beside it: it is not one of this "
-            "project's checkpoints (load plain weights into a model you build with load_weights)"
-        )
-    info = json.loads(text)
-    if info.get("format") != CHECKPOINT_FORMAT or int(info.get("version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path}: unsupported checkpoint format {info.get('format')!r} v{info.get('version')}"
-        )
-    config = config_from_dict(ModelConfig, info["config"])
-    model = build_model(config)
-    load_weights(model, state)
-    return Checkpoint(model.to(device), config, list(info["class_names"]), dict(info.get("extra", {})))

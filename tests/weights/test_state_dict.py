@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import maskrcnn.weights as weights_module
+import maskrcnn.weights.checkpoint as weights_module
 from maskrcnn.config import ModelConfig
 from maskrcnn.modeling import build_model
 from maskrcnn.models import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
@@ -117,7 +117,7 @@ def test_other_class_count_reinitialises_only_the_class_layers(v1_state, caplog)
     torch.manual_seed(0)
     model = maskrcnn_resnet50_fpn(num_classes=3)
     before = {k: v.clone() for k, v in model.state_dict().items() if k in CLASS_KEYS}
-    with caplog.at_level(logging.INFO, logger="maskrcnn.weights"):
+    with caplog.at_level(logging.INFO, logger="maskrcnn.weights.state_dict"):
         report = load_weights(model, v1_state)
     assert set(report.reinitialised) == CLASS_KEYS
     _assert_loaded(model, v1_state, skip=CLASS_KEYS)
@@ -154,7 +154,7 @@ def test_extra_input_channels_start_from_the_mean_rgb_filter(caplog):
     cfg.transform.image_mean = (0.485, 0.456, 0.406, 0.5)
     cfg.transform.image_std = (0.229, 0.224, 0.225, 0.25)
     model = build_model(cfg)
-    with caplog.at_level(logging.INFO, logger="maskrcnn.weights"):
+    with caplog.at_level(logging.INFO, logger="maskrcnn.weights.state_dict"):
         report = load_weights(model, state)
     conv1 = model.backbone.body.conv1.weight
     assert conv1.shape == (64, 4, 7, 7)
@@ -233,12 +233,12 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     load_checkpoint(path)
 
 
-def test_plain_safetensors_is_not_a_project_checkpoint(tmp_path):
+def test_a_safetensors_file_of_foreign_tensors_names_its_keys(tmp_path):
     path = tmp_path / "weights.safetensors"
     save_file({"x": torch.zeros(1)}, str(path))
-    with pytest.raises(ValueError, match="not one of this project's checkpoints"):
+    with pytest.raises(ValueError, match=r"not a Mask R-CNN or ResNet checkpoint \(first keys: \['x'\]\)"):
         load_checkpoint(path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"missing.safetensors: no such file \(nor a known name"):
         load_checkpoint(tmp_path / "missing.safetensors")
 
 
