@@ -1,9 +1,10 @@
 """Model builders named and behaving like torchvision's (``maskrcnn_resnet50_fpn``, ``..._v2``).
 
-``weights`` is a path to a checkpoint: torchvision's ``.pth`` (e.g.
-``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``) or one of this project's ``.safetensors``. Nothing is
-downloaded. Other backbones and settings are built from a :class:`~maskrcnn.config.ModelConfig` with
-:func:`~maskrcnn.modeling.build_model`.
+``weights`` is a checkpoint: a path to torchvision's ``.pth`` (e.g.
+``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``) or one of this project's ``.safetensors``, or a registry
+name (``"coco"``, ``"coco-v2"``; ``weights_backbone="imagenet-r50"``), downloaded once into the cache
+(:mod:`maskrcnn.weights.cache`). Other backbones and settings are built from a
+:class:`~maskrcnn.config.ModelConfig` with :func:`~maskrcnn.modeling.build_model`.
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ def maskrcnn_resnet50_fpn(
     """Mask R-CNN with a ResNet-50-FPN backbone (He et al., 2017), as torchvision builds it.
 
     Args:
-        weights: a detection checkpoint to load (torchvision ``.pth`` or this project's
-            ``.safetensors``); with another ``num_classes`` than the checkpoint's, the class-dependent
-            layers are re-initialised (and a log line says so).
-        weights_backbone: an ImageNet ResNet-50 state dict for the backbone alone.
+        weights: a detection checkpoint to load (torchvision ``.pth``, this project's ``.safetensors``,
+            or a name such as ``"coco"``); with another ``num_classes`` than the checkpoint's, the
+            class-dependent layers are re-initialised (and a log line says so).
+        weights_backbone: an ImageNet ResNet-50 state dict for the backbone alone (a path, or
+            ``"imagenet-r50"``).
         num_classes: classes including the background (91 for COCO).
         trainable_backbone_layers: 0..5 stages of the ResNet trained (default 3 with weights, else 5).
         **kwargs: torchvision's keyword arguments: ``min_size``, ``max_size``, ``image_mean``,

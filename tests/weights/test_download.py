@@ -3,77 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import random
-import re
 import socket
 import stat
-import threading
-from dataclasses import dataclass, field
 
 import pytest
 
 from maskrcnn import __version__
 from maskrcnn.weights.download import DownloadError, download, hash_matches, sha256_of
+from tests.http_server import serve
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
-PAYLOADS = {"/model.pth": PAYLOAD, "/tiny.bin": b"tiny"}
+PAYLOADS = {"/model.pth": PAYLOAD, "/tiny.bin": b"tiny", "/broken-chunks.pth": PAYLOAD}
 CUT = 100_000
 CHUNK = 64 * 1024  # several reads per file, so appending is exercised
-
-
-@dataclass
-class State:
-    """What the server does (switches) and what it saw (one (path, Range, User-Agent) per request)."""
-
-    ranges: bool = True
-    cut_after: int | None = None  # for the next request only
-    content_length: bool = True
-    requests: list[tuple[str, str | None, str | None]] = field(default_factory=list)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        state: State = self.server.state
-        asked = self.headers.get("Range")
-        state.requests.append((self.path, asked, self.headers.get("User-Agent")))
-        if self.path == "/broken-chunks.pth":  # a chunked body whose connection closes before its last chunk
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(b"%x\r\n%s\r\n" % (1000, PAYLOAD[:1000]))
-            self.close_connection = True
-            return
-        body = PAYLOADS.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked and state.ranges else 0
-        if start >= len(body):
-            self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{len(body)}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if state.content_length:
-            self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        cut, state.cut_after = state.cut_after, None
-        if cut is None:
-            self.wfile.write(body[start:])
-            return
-        self.wfile.write(body[start : start + cut])
-        self.wfile.flush()
-        self.connection.shutdown(socket.SHUT_WR)  # a FIN after `cut` bytes: the client sees a short body
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -84,14 +29,8 @@ def _no_proxy(monkeypatch):
 @pytest.fixture
 def server():
     """(base URL, State) of a server that lives for one test."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.state = State()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve(PAYLOADS) as served:
+        yield served
 
 
 def _umask() -> int:

@@ -3,7 +3,8 @@
 Each command family is one module with ``add_parsers(subparsers)``, which declares its commands and sets
 each one's handler, ``run_<command>(args) -> int``: :mod:`~maskrcnn.cli.info`, :mod:`~maskrcnn.cli.data`
 (check-data, inspect, convert), :mod:`~maskrcnn.cli.train` (train, demo), :mod:`~maskrcnn.cli.evaluate`,
-:mod:`~maskrcnn.cli.predict` (predict, splash). :func:`main` turns every problem a handler raises into one
+:mod:`~maskrcnn.cli.predict` (predict, splash), :mod:`~maskrcnn.cli.weights` (weights list / download,
+convert-weights). :func:`main` turns every problem a handler raises into one
 ``error: ...`` line and exit code 1 (see :mod:`maskrcnn.cli.common`): no traceback reaches the user.
 """
 
@@ -16,13 +17,13 @@ import traceback
 from collections.abc import Sequence
 
 from maskrcnn import __version__
-from maskrcnn.cli import data, evaluate, info, predict, train
+from maskrcnn.cli import data, evaluate, info, predict, train, weights
 from maskrcnn.cli.common import CommandError, print_error
 
 __all__ = ["build_parser", "main"]
 
 # In the order `maskrcnn --help` lists them.
-_FAMILIES = (info, data, train, evaluate, predict)
+_FAMILIES = (info, data, train, evaluate, predict, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

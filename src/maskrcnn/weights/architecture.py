@@ -6,8 +6,8 @@ a model fine-tuned with torchvision's scripts), so the model is recognised from 
 
 * the backbone from the ResNet body: block type (``conv3`` present: bottleneck), blocks per stage, the
   groups and width of the 3x3 convolutions (ResNet-18/34/50/101, ResNeXt-50 32x4d / 101 32x8d), the stem's
-  width and input channels; its normalisation from the statistics (BatchNorm has ``running_mean``,
-  GroupNorm has not);
+  width and input channels (its BatchNorm statistics must be there: a GroupNorm model's groups cannot be
+  read off its tensors, so such a file needs its config);
 * the FPN's channels and whether a BatchNorm follows its convolutions (torchvision's v2);
 * the RPN's number of 3x3 convolutions (v1: 1, v2: 2) and anchors per location;
 * the box head (``fc6``/``fc7``: v1's two fully connected layers; ``box_head.<i>.0``: v2's convolutions
@@ -106,8 +106,14 @@ def _backbone(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> None
             f"{where}: a ResNet body of {kind} blocks {list(counts)} (groups {groups}, width per group "
             f"{width_per_group}) is none of {', '.join(ARCHITECTURES)}"
         )
-    has_statistics = _BODY + "bn1.running_mean" in state
-    cfg.backbone.norm = "frozen_bn" if has_statistics else "gn"
+    if _BODY + "bn1.running_mean" not in state:
+        # GroupNorm (or none): the tensors do not tell the number of groups, and a wrong one would give
+        # wrong outputs without any error.
+        raise ValueError(
+            f"{where}: the backbone has no BatchNorm statistics (GroupNorm?): a model whose normalisation "
+            "the tensors cannot tell; use the checkpoint with its config (this project's .safetensors)"
+        )
+    cfg.backbone.norm = "frozen_bn"
 
 
 def _fpn(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> None:
@@ -115,8 +121,6 @@ def _fpn(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> None:
     cfg.backbone.fpn_channels = int(state["backbone.fpn.inner_blocks.0.0.weight"].shape[0])
     if "backbone.fpn.inner_blocks.0.1.running_mean" in state:
         cfg.backbone.fpn_norm = "bn"
-    elif "backbone.fpn.inner_blocks.0.1.weight" in state:
-        cfg.backbone.fpn_norm = "gn"
 
 
 def _rpn(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> None:
@@ -230,8 +234,10 @@ def adopt_architecture(target: ModelConfig, source: ModelConfig, *, kind: str = 
             section, name = dotted.split(".")
             setattr(getattr(target, section), name, after)
             changes.append(f"{dotted} {before} -> {after}")
-    # BatchNorm (frozen or not) and GroupNorm have different tensors: only that difference must follow.
+    # BatchNorm (frozen or not) and GroupNorm have different tensors: only that difference must follow
+    # (gn_groups too, from a checkpoint with its config).
     if (target.backbone.norm == "gn") != (source.backbone.norm == "gn"):
         changes.append(f"backbone.norm {target.backbone.norm} -> {source.backbone.norm}")
         target.backbone.norm = source.backbone.norm
+        target.backbone.gn_groups = source.backbone.gn_groups
     return changes
