@@ -14,6 +14,7 @@ from maskrcnn.engine.evaluation import (
     coco_scores,
     detections_to_results,
     evaluate,
+    match_classes,
 )
 from maskrcnn.modeling import build_model
 from tests.engine.evaluation.helpers import (
@@ -90,3 +91,37 @@ def test_evaluate_end_to_end_with_a_tiny_model(one_thread):
         assert isinstance(r["segmentation"]["counts"], str)
     json.dumps(evaluation.results)
     assert "box AP" in evaluation.summary()
+
+
+class Relabelled(torch.nn.Module):
+    """The oracle with its labels renamed: ``lut[dataset label]`` is the model's label."""
+
+    def __init__(self, lut):
+        super().__init__()
+        self.oracle, self.lut = Oracle(), torch.tensor(lut)
+
+    def forward(self, images):
+        return [{**out, "labels": self.lut[out["labels"]]} for out in self.oracle(images)]
+
+
+def test_a_model_of_other_classes_is_scored_on_the_ones_it_shares():
+    dataset = Rectangles()  # classes a, b
+    # The model's classes are x, b, a: dataset a is its label 3, b its label 2.
+    label_map, unscored = match_classes(["x", "b", "A"], ["a", "b"])
+    assert (label_map, unscored) == ([0, 2, 1], [])
+    model = Relabelled([0, 3, 2])
+    with pytest.raises(ValueError, match=r"detection labels \[3\] outside 1..2"):  # taken at its word
+        evaluate(model, dataset, progress=False)
+    right = evaluate(model, dataset, progress=False, label_map=label_map)
+    assert right.metrics["segm"]["AP"] == pytest.approx(1.0)
+    assert right.unscored == []
+    assert {r["category_id"] for r in right.results} == {1, 2}
+
+    # A model of b and zebra: zebra's detections are dropped, a cannot be scored and is left out.
+    label_map, unscored = match_classes(["b", "zebra", "N/A"], ["a", "b"])
+    assert (label_map, unscored) == ([2, 0, 0], ["a"])
+    partial = evaluate(Relabelled([0, 2, 1]), dataset, progress=False, label_map=label_map)
+    assert partial.unscored == ["a"]
+    assert partial.metrics["segm"]["AP"] == pytest.approx(1.0)  # b alone, found perfectly
+    assert [r["mask_AP"] for r in partial.per_class] == [None, pytest.approx(1.0)]
+    assert {r["category_id"] for r in partial.results} == {2}
