@@ -1,8 +1,12 @@
+import hashlib
+
 import pytest
 import torch
 
 from maskrcnn.modeling import FrozenBatchNorm2d, RPNHead
 from maskrcnn.models import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from maskrcnn.weights import REGISTRY, WeightsEntry
+from tests.synthetic_weights import load_layout
 
 
 def test_torchvision_keyword_arguments():
@@ -42,3 +46,29 @@ def test_v1_and_v2_architectures():
     # The frozen stages of a BatchNorm backbone keep their statistics.
     assert isinstance(v2.backbone.body.layer2[0].bn1, FrozenBatchNorm2d)
     assert isinstance(v2.backbone.body.layer3[0].bn1, torch.nn.BatchNorm2d)
+
+
+def test_weights_by_name(tmp_path, monkeypatch):
+    """``weights_backbone="<name>"`` as in torchvision: the named file, from the cache."""
+    monkeypatch.setenv("MASKRCNN_HOME", str(tmp_path))
+    monkeypatch.setenv("MASKRCNN_OFFLINE", "1")
+    state = {k: torch.full(shape, 0.5) for k, shape, _ in load_layout("resnet50_imagenet")}
+    path = tmp_path / "weights" / "lab-resnet50.pth"
+    path.parent.mkdir()
+    torch.save(state, path)
+    entry = WeightsEntry(
+        name="lab-r50",
+        file_name=path.name,
+        url="https://lab.example/lab-resnet50.pth",
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        kind="backbone",
+        architecture="resnet50",
+        num_classes=1000,
+        size_mb=98.0,
+        summary="the lab's own ImageNet training",
+    )
+    monkeypatch.setitem(REGISTRY, entry.name, entry)
+    model = maskrcnn_resnet50_fpn(weights_backbone="lab-r50")
+    assert torch.equal(model.backbone.body.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
+    with pytest.raises(OSError, match=r"coco-v2 .* is not in the cache and MASKRCNN_OFFLINE is set"):
+        maskrcnn_resnet50_fpn_v2(weights="coco-v2")

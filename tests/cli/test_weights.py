@@ -12,6 +12,7 @@ from PIL import Image
 
 from maskrcnn.cli import main
 from maskrcnn.config import ModelConfig
+from maskrcnn.data import ShapesDataset
 from maskrcnn.data.image_io import read_image
 from maskrcnn.modeling import build_model
 from maskrcnn.models import maskrcnn_resnet50_fpn
@@ -38,11 +39,14 @@ def home(tmp_path, monkeypatch):
     REGISTRY.update(saved)
 
 
-def _tiny_pth(num_classes: int = 4) -> bytes:
-    """A torchvision-style ``.pth`` (a bare state dict, BatchNorm) of a small model."""
+def _tiny_pth(num_classes: int = 4, favoured: tuple[int, ...] = ()) -> bytes:
+    """A torchvision-style ``.pth`` (a bare state dict, BatchNorm) of a small model; the ``favoured``
+    labels get confident scores (an untrained model of 91 classes scores each about 1/91)."""
     torch.manual_seed(0)
+    state = build_model(tiny_config(num_classes, norm="bn")).state_dict()
+    state["roi_heads.box_predictor.cls_score.bias"][list(favoured)] += 6.0
     buffer = io.BytesIO()
-    torch.save(build_model(tiny_config(num_classes, norm="bn")).state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
@@ -233,3 +237,31 @@ def test_train_takes_the_architecture_of_its_initial_weights(tmp_path, capsys):
     trained = load_checkpoint(out / "last.safetensors")
     assert isinstance(trained.config, ModelConfig)
     assert trained.config.roi_heads.box_head == "conv"
+
+
+def test_evaluate_a_coco_model_on_coco_category_ids(tmp_path, capsys):
+    data = tmp_path / "instances.json"
+    argv = ["convert", "--from", "shapes", "-o", "count=3", "-o", "image_size=64", "--to", "coco", str(data)]
+    assert main(argv) == 0
+    coco = json.loads(data.read_text())
+    as_coco = {"square": ("person", 1), "circle": ("dog", 18), "triangle": ("zebra", 24)}
+    ids = {c["id"]: as_coco[c["name"]][1] for c in coco["categories"]}
+    coco["categories"] = [{"id": i, "name": n} for n, i in as_coco.values()]
+    for ann in coco["annotations"]:
+        ann["category_id"] = ids[ann["category_id"]]
+    data.write_text(json.dumps(coco))
+    shapes = ShapesDataset(count=3, image_size=64)  # what convert read: its pictures beside the JSON
+    for k, image in enumerate(coco["images"]):
+        pixels = (shapes.load_image(k) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(pixels).save(tmp_path / image["file_name"])
+    weights = tmp_path / "coco-like.pth"  # 91 outputs: COCO's labels, which are its category ids
+    weights.write_bytes(_tiny_pth(num_classes=91, favoured=(1, 18, 24, 3)))  # 3: car, not in the data
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--weights", str(weights), "--format", "coco", "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "warning" not in capsys.readouterr().err  # every class of the data is one of the model's
+    rows = json.loads((out / "per_class.json").read_text())
+    assert [(r["class"], r["category_id"]) for r in rows] == [("person", 1), ("dog", 18), ("zebra", 24)]
+    results = json.loads((out / "results.json").read_text())
+    assert results
+    assert {r["category_id"] for r in results} == {1, 18, 24}  # car (3) is no class of the data: dropped
