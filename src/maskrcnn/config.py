@@ -501,7 +501,8 @@ def _coco() -> Config:
 
 def _balloon() -> Config:
     """Fine-tuning COCO weights on a small one-class dataset annotated in VIA (the classic balloon
-    sample): heads only, SGD at 0.001, images up to 1024 px. Give the weights with ``--weights``."""
+    sample): from torchvision's COCO weights (``coco``, downloaded once; ``--weights`` gives others), heads
+    only, SGD at 0.001, images up to 1024 px."""
     model = ModelConfig(num_classes=2, transform=TransformConfig(min_size=(800,), max_size=1024))
     return Config(
         model=model,
@@ -517,6 +518,7 @@ def _balloon() -> Config:
             schedule="constant",
             warmup_steps=100,
             layers="heads",
+            weights="coco",
             best_metric="segm.AP",
         ),
     )
