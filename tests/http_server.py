@@ -8,6 +8,7 @@ import http.server
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ class State:
     files: dict[str, bytes] = field(default_factory=dict)
     ranges: bool = True
     cut_after: int | None = None  # for the next request only
+    delay: float = 0.0  # seconds before each body: a slow server
     content_length: bool = True
     requests: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
@@ -54,6 +56,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if state.content_length:
             self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
+        time.sleep(state.delay)
         cut, state.cut_after = state.cut_after, None
         if cut is None:
             self.wfile.write(body[start:])

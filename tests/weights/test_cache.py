@@ -1,6 +1,7 @@
 """Named weights: the cache folder, finding a file, fetching it from a server on 127.0.0.1, offline."""
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_offline_mode_never_tries_the_network(server, monkeypatch, home):
     assert state.requests == []
     # Put by hand where the message says: found, verified, used.
     target = home / "weights" / entry.file_name
-    target.parent.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(CONTENT)
     assert fetch(entry, progress=False) == target
 
@@ -169,7 +170,7 @@ def test_a_wrong_file_in_the_cache_is_named_not_used(server, home):
     base, state = server
     entry = _entry(base)
     target = home / "weights" / entry.file_name
-    target.parent.mkdir(parents=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(CONTENT[:1000])
     actual = hashlib.sha256(CONTENT[:1000]).hexdigest()
     with pytest.raises(
@@ -178,3 +179,15 @@ def test_a_wrong_file_in_the_cache_is_named_not_used(server, home):
         fetch(entry, progress=False)
     assert target.is_file()  # the user's file: not deleted behind their back
     assert state.requests == []
+
+
+def test_processes_that_fetch_at_once_download_once(server, home):
+    """As the processes of a torchrun launch do: the first downloads, the others wait and find it."""
+    base, state = server
+    entry = _entry(base)
+    state.delay = 0.3
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: fetch(entry, progress=False), range(3)))
+    assert paths == [home / "weights" / entry.file_name] * 3
+    assert paths[0].read_bytes() == CONTENT
+    assert len(state.requests) == 1

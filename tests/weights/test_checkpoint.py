@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from maskrcnn.engine.predictor import Predictor
 from maskrcnn.modeling import build_model
-from maskrcnn.models import maskrcnn_resnet50_fpn
+from maskrcnn.models import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 from maskrcnn.weights import convert_checkpoint, load_checkpoint
 from maskrcnn.weights.coco import COCO_CLASS_NAMES
 from tests.modeling.helpers import tiny_config
@@ -152,3 +152,31 @@ def test_converted_checkpoint_is_the_same_model_without_pickle(tmp_path):
         a, b = original.model.eval()([image])[0], converted.model.eval()([image])[0]
     for key in ("boxes", "labels", "scores", "masks"):
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_torchvision_v2_file(tmp_path):
+    path = tmp_path / "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"
+    torch.save(synthetic_state_dict(load_layout("maskrcnn_resnet50_fpn_v2")), path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.extra == {"source": "coco-v2", "architecture": "maskrcnn_resnet50_fpn_v2"}
+    model = checkpoint.model.eval()
+    model.transform.min_size, model.transform.max_size = SMALL.values()
+    reference = maskrcnn_resnet50_fpn_v2(weights=path, **SMALL).eval()
+    image = golden_images()[1]
+    with torch.no_grad():
+        ours, theirs = model([image])[0], reference([image])[0]
+    assert len(ours["scores"]) > 0
+    for key in ("boxes", "labels", "scores", "masks"):
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_tensors_the_recognised_model_lacks_are_named_not_dropped(tmp_path):
+    path = tmp_path / "extra.pth"
+    state = _bn_model().state_dict()
+    state["roi_heads.attention.weight"] = torch.zeros(8, 8)
+    state["backbone.body.layer5.0.conv1.weight"] = torch.zeros(8, 8, 1, 1)
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="does not fit this model") as error:
+        load_checkpoint(path)
+    assert "unexpected key backbone.body.layer5.0.conv1.weight [8, 8, 1, 1]" in str(error.value)
+    assert "unexpected key roi_heads.attention.weight [8, 8]" in str(error.value)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,25 @@ def _verified(path: Path, entry: WeightsEntry) -> Path:
     return path
 
 
+@contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    """One process at a time fetches into ``folder``: the processes of a torchrun launch start together,
+    and without it they would all write the same ``.part``. The others wait, then find the file. (A lock
+    on the folder itself, so that nothing is left behind; POSIX only: no lock on Windows.)"""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
+
+
 def cached_file(entry: WeightsEntry) -> Path | None:
     """Where ``entry``'s file already lies (the cache, then torchvision's), unverified; ``None`` if not."""
     for path in (_target(entry), _torch_hub_checkpoints() / entry.file_name):
@@ -105,6 +126,14 @@ def fetch(entry: WeightsEntry, *, progress: bool = True) -> Path:
     found = cached_file(entry)
     if found is not None:
         return _verified(found, entry)
+    with _cache_lock(_target(entry).parent):
+        found = cached_file(entry)  # fetched by another process while this one waited
+        if found is not None:
+            return _verified(found, entry)
+        return _download(entry, progress)
+
+
+def _download(entry: WeightsEntry, progress: bool) -> Path:
     if os.environ.get("MASKRCNN_OFFLINE", "").strip() not in ("", "0"):
         raise WeightsUnavailable(
             f"{entry.name} ({entry.file_name}) is not in the cache and MASKRCNN_OFFLINE is set; "
