@@ -265,3 +265,11 @@ def test_evaluate_a_coco_model_on_coco_category_ids(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results
     assert {r["category_id"] for r in results} == {1, 18, 24}  # car (3) is no class of the data: dropped
+
+
+def test_train_checks_its_weights_before_reading_the_data(tmp_path, capsys):
+    assert main(["train", "--preset", "shapes", "--weights", "cocoa", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: weights 'cocoa': no such file, and not a known name (coco, coco-v2,")
+    assert "training data" not in err
+    assert not (tmp_path / "run").exists()

@@ -89,6 +89,10 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = override(load_config(run.config), split_assignments(args.set, "--set"))
     else:
         cfg = _run_config(args)
+        if cfg.train.weights:
+            from maskrcnn.weights import resolve_weights
+
+            resolve_weights(cfg.train.weights)  # a wrong name or a download before the data is read
     result = train(cfg, args.out, resume=resume)
     if rank_label() == "":
         from maskrcnn.engine.evaluation.report import format_metrics
