@@ -25,3 +25,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def weights_home(tmp_path, monkeypatch):
+    """An empty weights cache (``MASKRCNN_HOME``) and torch hub of the test's own, online, no proxy
+    between the test and its server on 127.0.0.1, and the registry as it was once the test is done."""
+    from maskrcnn.weights import REGISTRY
+
+    monkeypatch.setenv("MASKRCNN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("MASKRCNN_OFFLINE", raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    saved = dict(REGISTRY)
+    yield tmp_path / "home"
+    REGISTRY.clear()  # what a test registered stays in the test
+    REGISTRY.update(saved)

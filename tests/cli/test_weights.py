@@ -16,7 +16,7 @@ from maskrcnn.data import ShapesDataset
 from maskrcnn.data.image_io import read_image
 from maskrcnn.modeling import build_model
 from maskrcnn.models import maskrcnn_resnet50_fpn
-from maskrcnn.weights import REGISTRY, WeightsEntry, load_checkpoint, register, save_checkpoint
+from maskrcnn.weights import WeightsEntry, load_checkpoint, register, save_checkpoint
 from maskrcnn.weights.coco import COCO_CLASS_NAMES
 from tests.engine.evaluation.helpers import small_config
 from tests.engine.test_train import TINY, tiny
@@ -28,15 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MASKRCNN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("MASKRCNN_OFFLINE", raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    saved = dict(REGISTRY)
-    yield tmp_path / "home"
-    REGISTRY.clear()
-    REGISTRY.update(saved)
+def home(weights_home):
+    return weights_home
 
 
 def _tiny_pth(num_classes: int = 4, favoured: tuple[int, ...] = ()) -> bytes:

@@ -15,16 +15,8 @@ SHA = hashlib.sha256(CONTENT).hexdigest()
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    """An empty cache and torch hub of the test's own; no proxy between the test and its server."""
-    monkeypatch.setenv("MASKRCNN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("MASKRCNN_OFFLINE", raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    saved = dict(REGISTRY)
-    yield tmp_path / "home"
-    REGISTRY.clear()  # what a test registered stays in the test
-    REGISTRY.update(saved)
+def home(weights_home):
+    return weights_home
 
 
 @pytest.fixture
