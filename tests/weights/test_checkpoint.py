@@ -176,7 +176,7 @@ def test_tensors_the_recognised_model_lacks_are_named_not_dropped(tmp_path):
     state["roi_heads.attention.weight"] = torch.zeros(8, 8)
     state["backbone.body.layer5.0.conv1.weight"] = torch.zeros(8, 8, 1, 1)
     torch.save(state, path)
-    with pytest.raises(ValueError, match="does not fit this model") as error:
+    with pytest.raises(ValueError, match=f"{path} does not fit this model") as error:
         load_checkpoint(path)
     assert "unexpected key backbone.body.layer5.0.conv1.weight [8, 8, 1, 1]" in str(error.value)
     assert "unexpected key roi_heads.attention.weight [8, 8]" in str(error.value)

@@ -13,7 +13,6 @@
 from maskrcnn.weights.cache import ResolvedWeights, WeightsUnavailable, cache_dir, resolve_weights
 from maskrcnn.weights.checkpoint import (
     Checkpoint,
-    architecture_of,
     build_with_weights,
     convert_checkpoint,
     load_checkpoint,
@@ -32,7 +31,6 @@ __all__ = [
     "ResolvedWeights",
     "WeightsEntry",
     "WeightsUnavailable",
-    "architecture_of",
     "build_with_weights",
     "cache_dir",
     "convert_checkpoint",

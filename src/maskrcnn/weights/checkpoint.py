@@ -40,7 +40,6 @@ from maskrcnn.weights.state_dict import (
 
 __all__ = [
     "Checkpoint",
-    "architecture_of",
     "build_with_weights",
     "convert_checkpoint",
     "load_checkpoint",
@@ -120,12 +119,12 @@ def _project_info(path: Path, metadata: Mapping[str, str]) -> dict[str, Any] | N
     return info  # type: ignore[no-any-return]
 
 
-def architecture_of(source: str | os.PathLike[str], *, progress: bool = True) -> tuple[str, ModelConfig]:
-    """What a checkpoint holds, without building a model: ``("detection", config)`` for a whole model
-    (its saved config, or the one recognised from its tensors), ``("backbone", config)`` for an ImageNet
-    classifier (only the config's backbone name, width and input channels are meaningful)."""
-    path = resolve_weights(source, progress=progress).path
-    state, metadata = read_state_dict(path)
+def _architecture(
+    path: Path, state: dict[str, Tensor], metadata: Mapping[str, str]
+) -> tuple[str, ModelConfig]:
+    """What a checkpoint holds: ``("detection", config)`` for a whole model (its saved config, or the one
+    recognised from its tensors), ``("backbone", config)`` for an ImageNet classifier (only the config's
+    backbone name, width and input channels are meaningful)."""
     info = _project_info(path, metadata)
     if info is not None:
         return "detection", config_from_dict(ModelConfig, info["config"])
@@ -150,10 +149,12 @@ def build_with_weights(
     """
     from maskrcnn.modeling import build_model
 
-    kind, architecture = architecture_of(source)
+    path = resolve_weights(source).path
+    state, metadata = read_state_dict(path)  # read once: for the architecture and for the weights
+    kind, architecture = _architecture(path, state, metadata)
     changes = adopt_architecture(config, architecture, kind=kind)
     model = build_model(config)
-    return model, load_weights(model, source), changes
+    return model, load_weights(model, state, where=str(path)), changes
 
 
 def load_checkpoint(
@@ -187,7 +188,7 @@ def load_checkpoint(
         return _foreign(path, state, resolved.entry, class_names, device)
     config = config_from_dict(ModelConfig, info["config"])
     model = build_model(config)
-    load_weights(model, state)
+    load_weights(model, state, where=str(path))
     return Checkpoint(model.to(device), config, list(info["class_names"]), dict(info.get("extra", {})))
 
 
@@ -211,7 +212,7 @@ def _foreign(
     config = architecture.config
     names = _class_names(config.num_classes, entry, class_names, where)
     model = build_model(config)
-    load_weights(model, state)
+    load_weights(model, state, where=where)
     source = entry.name if entry is not None else path.name
     log.info("%s: %s with %d classes", where, architecture.name, config.num_classes - 1)
     extra = {"source": source, "architecture": architecture.name}

@@ -173,6 +173,8 @@ def _adapt_first_conv(weight: Tensor, channels: int) -> Tensor:
 def load_weights(
     model: nn.Module,
     source: str | os.PathLike[str] | Mapping[str, Tensor],
+    *,
+    where: str | None = None,
 ) -> LoadReport:
     """Load a checkpoint into ``model`` (see the module docstring for what loads and how strictly).
 
@@ -180,12 +182,14 @@ def load_weights(
         model: a model from :func:`maskrcnn.modeling.build_model` or the builders.
         source: a ``.pth`` / ``.safetensors`` path, a registry name (``coco``, ``imagenet-r50``: fetched
             into the cache when needed), or a state dict.
+        where: what a state dict was read from, for messages (default ``"state dict"``).
 
     Returns:
         a :class:`LoadReport`; raises ``ValueError`` listing every unknown, missing or mis-shaped key.
     """
     if isinstance(source, Mapping):
-        where, state = "state dict", unwrap_state_dict(source, "state dict")
+        where = where or "state dict"
+        state = unwrap_state_dict(source, where)
     else:
         path = resolve_weights(source).path
         where, state = str(path), read_state_dict(path)[0]
