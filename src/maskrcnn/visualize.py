@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from maskrcnn.ops.masks import masks_to_boxes
+
 __all__ = [
     "color_splash",
     "draw_anchors",
@@ -76,14 +78,24 @@ def draw_instances(
     n = next((len(t) for t in (boxes, masks, labels) if t is not None), 0)
     colors = list(colors) if colors is not None else random_colors(n)
     base = image.detach().float().cpu().clone()
+    extents: list[list[int]] = []
     if masks is not None and n:
-        binary = masks.reshape(n, *masks.shape[-2:]).detach().cpu().float() >= mask_threshold
-        for k in range(n):
+        binary = masks.reshape(n, *masks.shape[-2:]).detach().cpu()
+        if binary.dtype != torch.bool:
+            binary = binary.float() >= mask_threshold
+        extents = masks_to_boxes(binary).to(torch.int64).tolist()
+        height, width = binary.shape[-2:]
+        for k, (x0, y0, x1, y1) in enumerate(extents):
+            if x1 <= x0:
+                continue  # an empty mask
+            # Only the mask's extent (and a one-pixel ring, where the outline's erosion looks) is
+            # touched: a 2048-px photo with 100 masks is blended in a few hundred ms, not seconds.
+            ys = slice(max(y0 - 1, 0), min(y1 + 1, height))
+            xs = slice(max(x0 - 1, 0), min(x1 + 1, width))
+            inside, patch = binary[k, ys, xs], base[:, ys, xs]
             color = torch.tensor(colors[k], dtype=torch.float32)[:, None] / 255.0
-            inside = binary[k]
-            base[:, inside] = base[:, inside] * (1 - alpha) + color * alpha
-            edge = _outline(binary[k])
-            base[:, edge] = color
+            patch[:, inside] = patch[:, inside] * (1 - alpha) + color * alpha
+            patch[:, _outline(inside)] = color
     picture = to_pil(base)
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
@@ -93,9 +105,9 @@ def draw_instances(
             x1, y1, x2, y2 = (float(v) for v in boxes[k])
             draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=color, width=1)
             anchor_xy = (x1 + 2, y1 + 1)
-        elif masks is not None:
-            ys, xs = torch.where(binary[k])
-            anchor_xy = (float(xs.min()) if len(xs) else 0.0, float(ys.min()) if len(ys) else 0.0)
+        elif extents:
+            x0, y0, x1, _ = extents[k]
+            anchor_xy = (float(x0), float(y0)) if x1 > x0 else (0.0, 0.0)
         else:
             continue
         caption = []
@@ -178,7 +190,8 @@ def color_splash(image: Tensor, masks: Tensor, *, threshold: float = 0.5) -> Ten
     grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).expand_as(image)
     if masks.numel() == 0:
         return grey.clone()
-    inside = (masks.reshape(-1, *masks.shape[-2:]) >= threshold).any(dim=0)
+    masks = masks.reshape(-1, *masks.shape[-2:])
+    inside = (masks if masks.dtype == torch.bool else masks >= threshold).any(dim=0)
     return torch.where(inside, image, grey)
 
 

@@ -131,6 +131,7 @@ def test_predict_on_a_torchvision_checkpoint_matches_the_model_call(tmp_path, ca
     Image.fromarray(pixels).save(picture)
     out = tmp_path / "out"
     argv = ["predict", str(picture), "--weights", str(path), "--out", str(out), "--score-threshold", "0.05"]
+    argv += ["--precision", "fp32"]  # compared with the model's own float32 call
     assert main([*argv, "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
 

@@ -103,13 +103,15 @@ def test_splash_writes_no_results_and_counts(tmp_path: Path, capsys: pytest.Capt
     write_text(tmp_path / "in" / "c.png")
     files = list(iter_sources(tmp_path / "in"))
     out = tmp_path / "out"
-    writer = write_predictions(Predictor(LeftHalfModel(), ["thing"]), files, out, mode="splash")
+    writer = write_predictions(
+        Predictor(LeftHalfModel(), ["thing"], precision="fp32"), files, out, mode="splash"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["a_splash.png", "b_splash.png"]
     assert (writer.images_done, writer.frames_done, writer.detections) == (2, 0, 2)
     assert len(writer.skipped) == 1
     assert "c.png" in capsys.readouterr().err
     assert writer.summary() == [
-        "splash: 2 images on cpu: 2 detections",
+        "splash: 2 images on cpu, fp32: 2 detections",
         f"wrote a_splash.png, b_splash.png into {out}",
     ]
 
@@ -120,14 +122,14 @@ def test_summary_of_a_predict_run(tmp_path: Path):
         save_image(tmp_path / "in", f"{seed}.png", seed)
     out = tmp_path / "out"
     writer = write_predictions(
-        Predictor(LeftHalfModel(), ["thing"], batch_size=3),
+        Predictor(LeftHalfModel(), ["thing"], batch_size=3, precision="fp32"),
         list(iter_sources(tmp_path / "in")),
         out,
         mode="predict",
         save_masks=True,
     )
     assert writer.summary() == [
-        "predict: 4 images on cpu: 4 detections",
+        "predict: 4 images on cpu, fp32: 4 detections",
         f"wrote 0.png, 1.png, 2.png and 1 more into {out}",
         f"wrote {out / 'results.json'} (4 detections)",
         f"wrote 4 masks into {out / 'masks'}",

@@ -6,6 +6,7 @@ from pycocotools import mask as coco_mask
 from maskrcnn.ops import (
     masks_to_boxes,
     paste_masks_in_image,
+    paste_masks_thresholded,
     polygons_to_mask,
     rle_area,
     rle_decode,
@@ -136,3 +137,53 @@ def test_paste_golden_and_empty(device):
     )
     assert empty.shape == (0, 1, 5, 6)
     assert empty.device.type == device
+
+
+def test_thresholded_paste_is_the_pasted_probabilities_above_the_threshold(device):
+    g = torch.Generator().manual_seed(5)
+    masks = torch.rand(6, 1, 28, 28, generator=g)
+    boxes = torch.tensor(
+        [
+            [3.2, 4.7, 20.1, 15.5],
+            [-6.0, -3.0, 8.0, 9.0],  # partly outside, top left
+            [25.0, 18.0, 40.0, 33.0],  # partly outside, bottom right
+            [10.0, 10.0, 10.5, 10.2],  # below a pixel
+            [0, 0, 32, 24],
+            [40.0, 30.0, 50.0, 40.0],  # wholly outside
+        ]
+    )
+    masks, boxes = masks.to(device), boxes.to(device)
+    for threshold in (0.0, 0.5, 0.9):
+        out = paste_masks_thresholded(masks, boxes, (24, 32), threshold)
+        assert out.dtype == torch.bool
+        assert out.shape == (6, 24, 32)
+        assert out.device.type == device
+        expected = paste_masks_in_image(masks, boxes, (24, 32))[:, 0] > threshold
+        assert torch.equal(out, expected)
+    assert not out[5].any()
+    # Stored column by column: the RLE encoder reads it as it is, and gets the same runs.
+    assert out.transpose(1, 2).is_contiguous()
+    assert rle_encode(out) == rle_encode(out.contiguous())
+    empty = paste_masks_thresholded(masks[:0], boxes[:0], (5, 6), 0.5)
+    assert empty.shape == (0, 5, 6)
+    with pytest.raises(ValueError, match="at least 0"):
+        paste_masks_thresholded(masks, boxes, (24, 32), -0.1)
+
+
+def test_rle_of_uint8_and_bool_masks_agree():
+    g = torch.Generator().manual_seed(6)
+    masks = torch.rand(3, 9, 11, generator=g) > 0.5
+    expected = rle_encode(masks)
+    assert rle_encode(masks.to(torch.uint8)) == expected
+    assert rle_encode(masks.to(torch.uint8) * 255) == expected  # nonzero = inside
+    assert rle_encode(masks.float()) == expected
+
+
+def test_masks_to_boxes_of_bool_uint8_and_float_masks_agree():
+    masks = torch.zeros(3, 10, 12, dtype=torch.bool)
+    masks[0, 2:5, 3:9] = True
+    masks[2, 9, 0] = True
+    expected = torch.tensor([[3.0, 2, 9, 5], [0, 0, 0, 0], [0, 9, 1, 10]])
+    for dtype in (torch.bool, torch.uint8, torch.float32):
+        assert torch.equal(masks_to_boxes(masks.to(dtype)), expected)
+    assert torch.equal(masks_to_boxes(masks.transpose(1, 2).contiguous().transpose(1, 2)), expected)

@@ -61,7 +61,7 @@ def test_a_torchvision_file_brings_its_architecture_and_coco_names(v1_file, v1_c
 
 def test_a_predictor_never_reports_the_unused_coco_labels(v1_checkpoint):
     checkpoint = v1_checkpoint
-    predictor = Predictor(checkpoint.model, checkpoint.class_names, score_threshold=0.0)
+    predictor = Predictor(checkpoint.model, checkpoint.class_names, score_threshold=0.0, precision="fp32")
     image = golden_images()[0]
     with torch.no_grad():
         raw = checkpoint.model([image], score_thresh=0.0)[0]

@@ -21,6 +21,7 @@ __all__ = [
     "CommandError",
     "add_data_arguments",
     "add_device_argument",
+    "add_precision_argument",
     "add_set_argument",
     "add_weights_argument",
     "load_data",
@@ -111,6 +112,17 @@ def add_device_argument(parser: argparse.ArgumentParser, *, default: str | None 
         help="auto (CUDA, else MPS, else CPU"
         + ("; default)" if default == "auto" else ")")
         + ", cpu, cuda, cuda:N, mps",
+    )
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision auto|fp32|bf16|fp16`` for the commands that run a model (default auto)."""
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto (default: bf16 on CPUs that compute it in hardware, AMX or AVX-512 BF16, and on GPUs "
+        "that have it; else fp32), fp32, bf16, fp16 (CUDA); boxes, scores and masks are float32 either way",
     )
 
 

@@ -10,6 +10,7 @@ from maskrcnn.cli.common import (
     CommandError,
     add_data_arguments,
     add_device_argument,
+    add_precision_argument,
     add_weights_argument,
     load_data,
 )
@@ -33,6 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="folder for metrics.json and the other report files")
     add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default 0)")
     parser.add_argument(
@@ -105,8 +107,12 @@ def _names(names: list[str], shown: int = 8) -> str:
 def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
     from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
+    from maskrcnn.engine.precision import resolve_precision
 
+    precision = resolve_precision(args.precision, device)
     dataset, checkpoint, label_map = _load(args, device)
+    if main:
+        print(f"precision: {precision.describe()}", file=sys.stderr)
     errors = [p for p in dataset.problems if p.severity == "error"]
     if errors:
         print(
@@ -122,6 +128,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         num_workers=args.num_workers,
         score_threshold_for_confusion=args.confusion_score,
         label_map=label_map,
+        precision=precision.name,
     )
     if not main:
         return 0

@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskrcnn.cli.common import CommandError, add_device_argument, add_weights_argument
+from maskrcnn.cli.common import (
+    CommandError,
+    add_device_argument,
+    add_precision_argument,
+    add_weights_argument,
+)
 
 if TYPE_CHECKING:
     from maskrcnn.engine.sources import Mode
@@ -67,6 +72,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=_positive, default=1, metavar="N", help="images or frames per model call"
     )
     add_device_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument(
         "--recursive", action="store_true", help="with a folder, also read the images in its subfolders"
     )
@@ -91,12 +97,14 @@ def run_splash(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     """Shared body of ``predict`` and ``splash``: checks, the predictions, the summary."""
     from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.precision import resolve_precision
     from maskrcnn.engine.prediction_writer import write_predictions
     from maskrcnn.engine.predictor import Predictor
     from maskrcnn.engine.sources import iter_sources, overwritten_input
 
     files = list(iter_sources(args.source, recursive=args.recursive))
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     out = Path(args.out)
     clash = overwritten_input(files, out, mode)
     if clash is not None:
@@ -108,11 +116,13 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
             score_threshold=args.score_threshold,
             classes=_parse_classes(args.classes),
             batch_size=args.batch_size,
+            precision=precision.name,
         )
     # Reading a checkpoint fails in many ways (missing file, not safetensors, corrupt data, foreign
     # config): each is reported as it is, as one line.
     except Exception as e:
         raise CommandError(f"cannot use checkpoint {args.weights}: {e}") from None
+    print(f"precision: {precision.describe()}", file=sys.stderr)
     writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)
     for line in writer.summary():
         print(line)

@@ -13,12 +13,12 @@ from torch import nn
 
 from maskrcnn.config import TrainConfig
 from maskrcnn.engine.errors import TrainingError
+from maskrcnn.engine.precision import resolve_precision
 
 __all__ = [
     "OPTIMIZERS",
     "autocast_for",
     "build_optimizer",
-    "cpu_has_native_bf16",
     "lr_factor",
     "param_groups",
     "scaled_lr",
@@ -73,29 +73,13 @@ def scaled_lr(lr: float, global_batch: int, reference_batch: int, scale: bool) -
     return lr * global_batch / reference_batch if scale else lr
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), where bf16 autocast pays:
-    elsewhere it is emulated and slower than float32."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # private helpers of torch.cpu: absent in some versions
-        return False
-
-
 def autocast_for(mode: str, device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], str, bool]:
-    """What ``train.amp`` means on ``device``: the autocast context, the precision's name (``float32``,
-    ``torch.bfloat16``, ``torch.float16``) and whether fp16 loss scaling is needed. ``auto`` takes bf16 on
-    GPUs that have it (else fp16) and on CPUs that compute it natively, float32 elsewhere."""
-    if mode == "auto":
-        if device.type == "cuda":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif device.type == "cpu" and cpu_has_native_bf16():
-            mode = "bf16"
-        else:
-            mode = "off"
-    if mode == "off":
-        return contextlib.nullcontext(), "float32", False
-    if mode == "fp16" and device.type != "cuda":
-        raise TrainingError("train.amp=fp16 needs a CUDA device (use bf16 on the CPU, or off)")
-    dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype), str(dtype), mode == "fp16"
+    """What ``train.amp`` means on ``device``: the autocast context, the precision in words (``fp32``,
+    ``bf16 (auto: this CPU computes bfloat16 in hardware)``...) and whether fp16 loss scaling is needed.
+    ``auto`` and the names mean what they mean for inference
+    (:func:`maskrcnn.engine.precision.resolve_precision`; ``off`` is ``fp32``)."""
+    try:
+        precision = resolve_precision("fp32" if mode == "off" else mode, device)
+    except ValueError as e:
+        raise TrainingError(f"train.amp={mode}: {e}") from None
+    return precision.autocast(), precision.describe(), precision.name == "fp16"

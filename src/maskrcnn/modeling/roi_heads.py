@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.modeling.box_head import fastrcnn_loss
+from maskrcnn.modeling.layers import full_precision, full_precision_region
 from maskrcnn.modeling.mask_head import mask_probabilities, maskrcnn_loss
 from maskrcnn.ops import (
     BalancedPositiveNegativeSampler,
@@ -225,16 +226,19 @@ class RoIHeads(nn.Module):
     def box_branch(
         self, features: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> tuple[Tensor, Tensor]:
-        """``[K, num_classes]`` class logits and ``[K, num_classes * 4]`` deltas of all images' boxes."""
+        """``[K, num_classes]`` class logits and ``[K, num_classes * 4]`` deltas of all images' boxes, in at
+        float32: under autocast the box head runs in float32 (see
+        :func:`~maskrcnn.modeling.layers.full_precision_region`)."""
         pooled = self.box_roi_pool(features, boxes, image_shapes)
-        return self.box_predictor(self.box_head(pooled))
+        with full_precision_region(pooled):
+            return self.box_predictor(self.box_head(full_precision(pooled)))
 
     def mask_branch(
         self, features: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> Tensor:
-        """``[K, num_classes, M, M]`` mask logits of the boxes of all images."""
+        """``[K, num_classes, M, M]`` mask logits of the boxes of all images, in at least float32."""
         pooled = self.mask_roi_pool(features, boxes, image_shapes)
-        return self.mask_predictor(self.mask_head(pooled))
+        return full_precision(self.mask_predictor(self.mask_head(pooled)))
 
     # ------------------------------------------------------------------------------------------------
     # Evaluation

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskrcnn.modeling.layers import ConvNormAct
+from maskrcnn.modeling.layers import ConvNormAct, full_precision
 from maskrcnn.ops import (
     AnchorGenerator,
     BalancedPositiveNegativeSampler,
@@ -64,14 +64,15 @@ def flatten_predictions(logits: Sequence[Tensor], deltas: Sequence[Tensor]) -> t
         deltas: per level ``[N, 4A, H, W]``.
 
     Returns:
-        ``[N, sum_l H_l W_l A]`` logits and ``[N, sum_l H_l W_l A, 4]`` deltas.
+        ``[N, sum_l H_l W_l A]`` logits and ``[N, sum_l H_l W_l A, 4]`` deltas, in at least float32
+        (see :func:`~maskrcnn.modeling.layers.full_precision`).
     """
     flat_logits, flat_deltas = [], []
     for lg, dl in zip(logits, deltas, strict=True):
         n, a, h, w = lg.shape
         flat_logits.append(lg.permute(0, 2, 3, 1).reshape(n, h * w * a))
         flat_deltas.append(dl.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, h * w * a, 4))
-    return torch.cat(flat_logits, dim=1), torch.cat(flat_deltas, dim=1)
+    return full_precision(torch.cat(flat_logits, dim=1)), full_precision(torch.cat(flat_deltas, dim=1))
 
 
 def box_regression_loss(pred: Tensor, target: Tensor, *, kind: str, beta: float) -> Tensor:

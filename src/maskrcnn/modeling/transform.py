@@ -137,11 +137,13 @@ class RCNNTransform(nn.Module):
         detections: list[dict[str, Tensor]],
         image_sizes: Sequence[tuple[int, int]],
         original_sizes: Sequence[tuple[int, int]],
+        *,
+        paste_masks: bool = True,
     ) -> list[dict[str, Tensor]]:
         """Boxes back to the input images' pixels; ``[D, 1, M, M]`` mask probabilities pasted into
-        ``[D, 1, H, W]`` full-size masks."""
+        ``[D, 1, H, W]`` full-size masks (kept as they are when not ``paste_masks``)."""
         for det, size, original in zip(detections, image_sizes, original_sizes, strict=True):
             det["boxes"] = resize_boxes(det["boxes"], size, original)
-            if "masks" in det:
+            if paste_masks and "masks" in det:
                 det["masks"] = paste_masks_in_image(det["masks"], det["boxes"], original)
         return detections

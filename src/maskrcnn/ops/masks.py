@@ -21,6 +21,7 @@ __all__ = [
     "masks_to_boxes",
     "paste_mask_in_image",
     "paste_masks_in_image",
+    "paste_masks_thresholded",
     "polygons_to_mask",
     "rle_area",
     "rle_decode",
@@ -60,14 +61,20 @@ def rle_encode(masks: Tensor) -> list[dict[str, Any]]:
     """Compressed COCO RLE of each mask.
 
     Args:
-        masks: ``[N, H, W]`` (or ``[H, W]``) binary masks, any dtype (nonzero = inside).
+        masks: ``[N, H, W]`` (or ``[H, W]``) binary masks, any dtype (nonzero = inside). Bool masks
+            stored column by column (``masks.transpose(1, 2)`` contiguous, as
+            :func:`paste_masks_thresholded` returns them) are encoded without any copy.
 
     Returns:
         ``N`` dicts ``{"size": [H, W], "counts": str}``, JSON-ready.
     """
     if masks.dim() == 2:
         masks = masks[None]
-    array = np.asfortranarray(masks.detach().cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
+    array = masks.detach().cpu().numpy()
+    # pycocotools reads uint8 [H, W, N] in Fortran order: each mask column by column. A bool array is
+    # reinterpreted (same bytes), not converted; asfortranarray copies only when the layout differs.
+    array = array.view(np.uint8) if array.dtype == np.bool_ else (array != 0).view(np.uint8)
+    array = np.asfortranarray(array.transpose(1, 2, 0))
     rles = coco_mask.encode(array)
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
@@ -123,9 +130,15 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     n = masks.shape[0]
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    # any() straight on the masks (nonzero = inside): no full-size boolean copy of the stack.
-    rows = masks.any(dim=2).bool()  # [N, H]
-    cols = masks.any(dim=1).bool()  # [N, W]
+    # Reduced straight on the masks (nonzero = inside): no full-size boolean copy of the stack. Bool and
+    # uint8 masks are read as bytes by amax, several times faster than any() (100 masks of a 2048-px
+    # photo: 20 ms instead of 240).
+    if masks.dtype in (torch.bool, torch.uint8) and masks.shape[-1] and masks.shape[-2]:
+        flat = masks.view(torch.uint8)
+        rows, cols = flat.amax(dim=2) != 0, flat.amax(dim=1) != 0  # [N, H], [N, W]
+    else:
+        rows = masks.any(dim=2).bool()
+        cols = masks.any(dim=1).bool()
     h, w = masks.shape[-2:]
     y_idx = torch.arange(h, device=masks.device)
     x_idx = torch.arange(w, device=masks.device)
@@ -162,8 +175,9 @@ def _paste_region(mask: Tensor, box: Sequence[int], im_h: int, im_w: int) -> tup
     w = max(x1 - x0 + 1, 1)
     h = max(y1 - y0 + 1, 1)
     resized = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    ix0, ix1 = max(x0, 0), min(x1 + 1, im_w)
-    iy0, iy1 = max(y0, 0), min(y1 + 1, im_h)
+    # A box wholly outside the image gives an empty region (never a negative, wrapping slice).
+    ix0, iy0 = min(max(x0, 0), im_w), min(max(y0, 0), im_h)
+    ix1, iy1 = max(min(x1 + 1, im_w), ix0), max(min(y1 + 1, im_h), iy0)
     crop = resized[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
     return crop, slice(iy0, iy1), slice(ix0, ix1)
 
@@ -208,3 +222,39 @@ def paste_masks_in_image(
         if crop.numel():
             out[i, 0, ys, xs] = crop
     return out
+
+
+def paste_masks_thresholded(
+    masks: Tensor, boxes: Tensor, img_shape: tuple[int, int], threshold: float, padding: int = 1
+) -> Tensor:
+    """``paste_masks_in_image(masks, boxes, img_shape, padding)[:, 0] > threshold``, without the float
+    images.
+
+    The same resize of each mask into its box, thresholded inside the box only: for 100 detections on a
+    2048 x 1365 photo this writes 280 MB of booleans instead of 1.1 GB of floats (and reads none of it
+    back). The result is stored column by column (a ``[N, W, H]`` tensor, transposed), the order COCO's
+    RLE encoder reads (:func:`rle_encode` then needs no copy); as a tensor it is an ordinary ``[N, H, W]``.
+
+    Args:
+        masks: ``[N, 1, M, M]`` mask probabilities.
+        boxes: ``[N, 4]`` xyxy boxes in image pixels.
+        img_shape: ``(H, W)`` of the output.
+        threshold: a pixel is inside when its probability is above this; at least 0, so that the pixels
+            outside the box (probability 0) are outside.
+        padding: as in :func:`paste_masks_in_image`.
+
+    Returns:
+        bool ``[N, H, W]`` on ``masks``' device.
+    """
+    if threshold < 0:
+        raise ValueError(f"the mask threshold must be at least 0, got {threshold}")
+    im_h, im_w = int(img_shape[0]), int(img_shape[1])
+    n = masks.shape[0]
+    out = torch.zeros((n, im_w, im_h), dtype=torch.bool, device=masks.device)
+    if n:
+        padded, scale = expand_masks(masks, padding)
+        for i, box in enumerate(expand_boxes(boxes, scale).to(torch.int64).tolist()):
+            crop, ys, xs = _paste_region(padded[i, 0], box, im_h, im_w)
+            if crop.numel():
+                out[i, xs, ys] = (crop > threshold).T
+    return out.transpose(1, 2)

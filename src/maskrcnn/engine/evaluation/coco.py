@@ -181,7 +181,7 @@ def detections_to_results(
     Args:
         detections: per image, ``boxes`` float ``[D, 4]`` (xyxy pixels), ``labels`` int64 ``[D]`` (1..K),
             ``scores`` ``[D]`` and optionally ``masks`` ``[D, 1, H, W]`` (or ``[D, H, W]``)
-            probabilities.
+            probabilities, or bool ``[D, H, W]`` masks taken as they are.
         image_ids: the COCO image id of each entry of ``detections``.
         category_ids: the category id of each label (index 0 for label 1): the ids written out.
         mask_threshold: a pixel is inside the mask when its probability is above this.
@@ -195,7 +195,7 @@ def detections_to_results(
     results: list[Result] = []
     for det, image_id in zip(detections, image_ids, strict=True):
         masks = det.get("masks")
-        if masks is not None:
+        if masks is not None and masks.dtype != torch.bool:  # probabilities (bool masks are binary)
             masks = binarize_masks(masks[:, 0] if masks.dim() == 4 else masks, mask_threshold)
         results.extend(
             instances_to_results(image_id, det["boxes"], det["labels"], det["scores"], masks, category_ids)

@@ -11,8 +11,9 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,9 +23,17 @@ from torch.utils.data import Subset
 
 from maskrcnn.data.dataset import without_transforms
 from maskrcnn.data.formats.export import CocoBuilder
-from maskrcnn.engine.evaluation.coco import CocoScores, coco_from_builder, coco_scores, detections_to_results
+from maskrcnn.engine.evaluation.coco import (
+    MASK_THRESHOLD,
+    CocoScores,
+    coco_from_builder,
+    coco_scores,
+    detections_to_results,
+)
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
+from maskrcnn.engine.inference import binary_masks, run_model
+from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.weights.coco import UNUSED_CLASS
 
 __all__ = ["Evaluation", "evaluate", "match_classes"]
@@ -120,6 +129,7 @@ def evaluate(
     progress: bool = True,
     score_threshold_for_confusion: float = 0.5,
     label_map: Sequence[int] | None = None,
+    precision: str = "fp32",
 ) -> Evaluation:
     """COCO box and mask AP of ``model`` on ``dataset``, with per-class AP, curves and confusion.
 
@@ -146,17 +156,20 @@ def evaluate(
         label_map: when the model's labels are not the dataset's (a COCO model on a dataset of some
             COCO classes): the dataset label of each model label (see :func:`match_classes`); detections
             mapped to 0 are dropped and the dataset classes nothing maps to are left out of the AP.
+        precision: ``fp32`` (the default: the exact figures, as training's validation reports them),
+            ``auto``, ``bf16`` or ``fp16`` (see :mod:`maskrcnn.engine.precision`).
     """
     from maskrcnn.engine import distributed
 
     start = time.perf_counter()
+    run = partial(run_model, precision=resolve_precision(precision, torch.device(device)))
     lut = None if label_map is None else torch.tensor([0, *label_map], dtype=torch.int64)
     scored = None if label_map is None else sorted({k for k in label_map if k > 0})
     if distributed.world_size() == 1:
-        detected = _detect(model, dataset, dataset, batch_size, device, num_workers, progress, lut)
+        detected = _detect(run, model, dataset, dataset, batch_size, device, num_workers, progress, lut)
         return _score(detected, score_threshold_for_confusion, start, scored)
     share = Subset(dataset, distributed.shard(len(dataset)))
-    detected = _detect(model, dataset, share, batch_size, device, num_workers, progress, lut)
+    detected = _detect(run, model, dataset, share, batch_size, device, num_workers, progress, lut)
     return _gather_and_score(detected, score_threshold_for_confusion, start, scored)
 
 
@@ -170,6 +183,7 @@ def _relabel(detection: dict[str, Tensor], lut: Tensor) -> dict[str, Tensor]:
 
 
 def _detect(
+    run: Callable[..., list[dict[str, Tensor]]],
     model: nn.Module,
     dataset: Any,
     part: Any,
@@ -179,8 +193,9 @@ def _detect(
     progress: bool,
     lut: Tensor | None,
 ) -> _Detected:
-    """Run ``model`` over ``part`` (``dataset`` itself, or this process's share of it): its ground truth,
-    COCO results and unreadable images."""
+    """Run ``model`` (called through ``run``: :func:`~maskrcnn.engine.inference.run_model`) over ``part``
+    (``dataset`` itself, or this process's share of it): its ground truth, COCO results and unreadable
+    images."""
     from tqdm import tqdm
 
     from maskrcnn.data import make_data_loader
@@ -213,15 +228,19 @@ def _detect(
                 for batch in loader:
                     skipped.extend(batch.skipped)
                     if batch.images:
-                        detections = model([image.to(device, non_blocking=True) for image in batch.images])
+                        detections = run(
+                            model, [image.to(device, non_blocking=True) for image in batch.images]
+                        )
                         if lut is not None:
                             detections = [_relabel(d, lut) for d in detections]
                         image_ids = [int(t["image_id"]) for t in batch.targets]
-                        for image, target, image_id in zip(
-                            batch.images, batch.targets, image_ids, strict=True
+                        for image, target, image_id, found in zip(
+                            batch.images, batch.targets, image_ids, detections, strict=True
                         ):
                             h, w = (int(v) for v in image.shape[-2:])
                             ground_truth.add(image_id, h, w, target)
+                            found["masks"] = binary_masks(found, (h, w), MASK_THRESHOLD)
+                            found.pop("roi_masks", None)
                         results.extend(
                             detections_to_results(detections, image_ids, ground_truth.category_ids)
                         )
