@@ -15,6 +15,7 @@ from maskrcnn.cli import main
 from maskrcnn.config import save_config
 from maskrcnn.engine.train import train
 from maskrcnn.weights import load_checkpoint
+from tests.engine.prediction_helpers import random_image, save_image, tiny_checkpoint, write_text, write_video
 from tests.engine.test_train import tiny, wait_for_steps
 
 pytestmark = pytest.mark.skipif(
@@ -183,3 +184,29 @@ def test_a_process_that_dies_stops_the_others_with_a_message(tmp_path):
     assert "another process of the run failed or stopped answering" in stderr
     assert "Traceback" not in stderr
     assert waited < 60
+
+
+@pytest.mark.usefixtures("one_thread")  # as each torchrun process: the same sums in the same order
+def test_predict_under_torchrun_writes_the_one_process_results(tmp_path_factory, tmp_path):
+    """Five images (one unreadable) and two videos, split between two processes: the same results.json
+    as one process (image ids included), every picture written, and one summary (rank 0's)."""
+    checkpoint = tiny_checkpoint(tmp_path_factory)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in enumerate(("a.png", "b.jpg", "c.png", "d.png")):
+        save_image(folder, name, seed)
+    write_text(folder / "e.png")
+    write_video(folder / "v1.mp4", [random_image(s) for s in range(3)])
+    write_video(folder / "v2.mp4", [random_image(s) for s in range(3, 5)])
+    options = ["--weights", str(checkpoint), "--score-threshold", "0", "--device", "cpu", "--save-masks"]
+    options += ["--precision", "fp32"]
+    assert main(["predict", str(folder), *options, "--out", str(tmp_path / "one")]) == 0
+    two = _torchrun("predict", str(folder), *options, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("predict: 4 images and 2 videos (5 frames)") == 1  # rank 0 reports
+    one_results = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert len({r["image_id"] for r in one_results}) == 9  # 4 images and 5 frames
+    assert json.loads((tmp_path / "two" / "results.json").read_text()) == one_results
+    pictures = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
+    assert sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.*")) == pictures
+    assert len(pictures) == 4 + 2 + 1 + 90  # pictures, videos, results and 10 masks per image or frame

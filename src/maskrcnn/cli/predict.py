@@ -21,7 +21,9 @@ from maskrcnn.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from maskrcnn.engine.sources import Mode
+    import torch
+
+    from maskrcnn.engine.sources import MediaFile, Mode
 
 __all__ = ["add_parsers", "run_predict", "run_splash"]
 
@@ -95,20 +97,40 @@ def run_splash(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
-    """Shared body of ``predict`` and ``splash``: checks, the predictions, the summary."""
+    """Shared body of ``predict`` and ``splash``: under torchrun each process predicts on its share of
+    the inputs and rank 0 writes ``results.json`` and prints (see
+    :mod:`maskrcnn.engine.prediction_writer`)."""
     from maskrcnn.engine.device import resolve_device
-    from maskrcnn.engine.precision import resolve_precision
-    from maskrcnn.engine.prediction_writer import write_predictions
-    from maskrcnn.engine.predictor import Predictor
+    from maskrcnn.engine.distributed import launched_with_several_processes, process_group
     from maskrcnn.engine.sources import iter_sources, overwritten_input
 
     files = list(iter_sources(args.source, recursive=args.recursive))
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
+    if not launched_with_several_processes():
+        resolve_device(args.device)  # an unavailable device is said before anything is read
     out = Path(args.out)
     clash = overwritten_input(files, out, mode)
     if clash is not None:
         raise CommandError(f"the output for {clash.path} would overwrite an input; choose another --out")
+    with process_group(args.device) as group:
+        return _predict(args, files, out, group.device, mode, save_masks=save_masks, main=group.is_main)
+
+
+def _predict(
+    args: argparse.Namespace,
+    files: list[MediaFile],
+    out: Path,
+    device: torch.device,
+    mode: Mode,
+    *,
+    save_masks: bool,
+    main: bool,
+) -> int:
+    """One process's part of ``_run``: the predictor, its share of the files, and (``main``) the summary."""
+    from maskrcnn.engine.precision import resolve_precision
+    from maskrcnn.engine.prediction_writer import write_predictions
+    from maskrcnn.engine.predictor import Predictor
+
+    precision = resolve_precision(args.precision, device)
     try:
         predictor = Predictor.from_checkpoint(
             args.weights,
@@ -122,8 +144,11 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     # config): each is reported as it is, as one line.
     except Exception as e:
         raise CommandError(f"cannot use checkpoint {args.weights}: {e}") from None
-    print(f"precision: {precision.describe()}", file=sys.stderr)
+    if main:
+        print(f"precision: {precision.describe()}", file=sys.stderr)
     writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)
+    if not main:
+        return 0
     for line in writer.summary():
         print(line)
     if writer.skipped:

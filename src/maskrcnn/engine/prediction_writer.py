@@ -13,6 +13,10 @@ writes into the output folder (names: :mod:`maskrcnn.engine.sources`):
 
 Every file is written whole or not at all (:mod:`maskrcnn.io`); videos are streamed frame by frame. An
 unreadable image or video is skipped with a message on stderr, and counted.
+
+Under ``torchrun`` each process takes a contiguous share of the images and one of the videos and writes
+their pictures; rank 0 gathers the results and counts and writes ``results.json``, numbered as one
+process numbers them (so the file is the same, whatever the number of processes).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from maskrcnn.data.image_io import ImageError, read_image
+from maskrcnn.engine import distributed
 from maskrcnn.engine.evaluation.coco import instances_to_results
 from maskrcnn.engine.predictor import Detections, Predictor
 from maskrcnn.engine.sources import MediaFile, Mode, mask_path, output_path
@@ -140,7 +145,14 @@ class PredictionWriter:
         """Read (skipping unreadable files), predict in batches, draw and save each image."""
         if not files:
             return
-        bar = tqdm(total=len(files), desc=self.mode, unit="img", leave=False, file=sys.stderr)
+        bar = tqdm(
+            total=len(files),
+            desc=self.mode,
+            unit="img",
+            leave=False,
+            file=sys.stderr,
+            disable=distributed.rank() != 0,
+        )
 
         def readable() -> Iterator[tuple[MediaFile, Tensor]]:
             for file in files:
@@ -174,7 +186,12 @@ class PredictionWriter:
         try:
             with VideoReader(file.path) as reader, VideoWriter(path, reader.info.fps) as writer:
                 bar = tqdm(
-                    total=reader.info.frames, desc=file.path.name, unit="frame", leave=False, file=sys.stderr
+                    total=reader.info.frames,
+                    desc=file.path.name,
+                    unit="frame",
+                    leave=False,
+                    file=sys.stderr,
+                    disable=distributed.rank() != 0,
                 )
                 with bar:
                     frames = iter(reader)
@@ -237,10 +254,56 @@ def write_predictions(
     """
     writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks)
     writer.out.mkdir(parents=True, exist_ok=True)
-    writer.images([f for f in files if f.kind == "image"])
-    for file in files:
-        if file.kind == "video":
-            writer.video(file)
-    if mode == "predict":
+    images = [f for f in files if f.kind == "image"]
+    videos = [f for f in files if f.kind == "video"]
+    writer.images([images[k] for k in distributed.shard(len(images))])
+    for k in distributed.shard(len(videos)):
+        writer.video(videos[k])
+    if distributed.world_size() > 1:
+        writer = _merged(writer)
+    if mode == "predict" and distributed.rank() == 0:
         writer.write_results()
     return writer
+
+
+_COUNTS = ("images_done", "videos", "frames_done", "detections", "masks_written")
+
+
+def _merged(writer: PredictionWriter) -> PredictionWriter:
+    """On rank 0, every process's results and counts as one process would have them; the others keep
+    their own.
+
+    One process numbers the images 1, 2, ... in order, then the video frames after them; process ``r``
+    numbered its share alike from 1, so its image ids move up by the images of the processes before it,
+    and its frame ids by all the images and the frames of the processes before it.
+    """
+    mine = {name: getattr(writer, name) for name in (*_COUNTS, "results", "written", "skipped")}
+    shares = distributed.gather_objects(mine, "gathering the predictions")
+    if shares is None:
+        return writer
+    merged = PredictionWriter(writer.predictor, writer.out, writer.mode, save_masks=writer.save_masks)
+    for name in _COUNTS:
+        setattr(merged, name, sum(share[name] for share in shares))
+    images_before = frames_before = 0
+    for share in shares:
+        for result in share["results"]:
+            local = result["image_id"]
+            if local <= share["images_done"]:
+                result["image_id"] = local + images_before
+            else:
+                result["image_id"] = local - share["images_done"] + merged.images_done + frames_before
+        images_before += share["images_done"]
+        frames_before += share["frames_done"]
+    # One process writes the image results (and pictures) first, then those of the videos.
+    for phase in ("images", "videos"):
+        for share in shares:
+            in_images = [r["image_id"] <= merged.images_done for r in share["results"]]
+            merged.results.extend(
+                r
+                for r, image in zip(share["results"], in_images, strict=True)
+                if image == (phase == "images")
+            )
+            split = share["images_done"]
+            merged.written.extend(share["written"][:split] if phase == "images" else share["written"][split:])
+    merged.skipped = [message for share in shares for message in share["skipped"]]
+    return merged
