@@ -59,7 +59,9 @@ def test_bf16_detections_of_a_resnet50_agree_with_float32():
     synthetic mask logits are a texture around 0 inside each box, so a box moved by a pixel changes them
     (bf16 masks of a trained model: the demo figures in the README)."""
     golden = json.loads((FIXTURES / "golden_maskrcnn_resnet50_fpn.json").read_text())
-    state = synthetic_state_dict(load_layout("maskrcnn_resnet50_fpn"), seed=golden["settings"]["weights_seed"])
+    state = synthetic_state_dict(
+        load_layout("maskrcnn_resnet50_fpn"), seed=golden["settings"]["weights_seed"]
+    )
     model = maskrcnn_resnet50_fpn(**golden["settings"]["build_kwargs"])
     load_weights(model, state)
     images = golden_images()
