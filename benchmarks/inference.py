@@ -12,6 +12,9 @@ as the model does; and median seconds of a training step (forward, backward, SGD
 images of 800x1333, with frozen BatchNorm (fine-tuning, the default) and with trainable BatchNorm
 (``--train-norm bn``: training from scratch). Peak RSS of the process at the end.
 
+``--bf16`` adds the whole call and the 2-image training steps under bf16 autocast (what ``--precision
+auto`` and ``train.amp=auto`` choose on CPUs with AMX or AVX-512 BF16).
+
 ``--torchvision`` runs torchvision's ``maskrcnn_resnet50_fpn`` on the same image and settings (whole call
 and training step only), for a comparison on the same machine; torchvision is not a dependency.
 """
@@ -19,6 +22,7 @@ and training step only), for a comparison on the same machine; torchvision is no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -143,14 +147,21 @@ def stage_times(model: Any, image: torch.Tensor, repeats: int) -> dict[str, floa
 
 
 def train_step_s(
-    model: torch.nn.Module, images: list[torch.Tensor], targets: list[dict], repeats: int
+    model: torch.nn.Module,
+    images: list[torch.Tensor],
+    targets: list[dict],
+    repeats: int,
+    autocast: Any = None,
 ) -> float:
+    """Median seconds of a training step; the forward pass under ``autocast`` when given (as the trainer
+    runs it with ``train.amp``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
     model.train()
 
     def step() -> None:
-        losses = model(images, targets)
+        with autocast if autocast is not None else contextlib.nullcontext():
+            losses = model(images, targets)
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()
@@ -165,6 +176,11 @@ def main() -> None:
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--torchvision", action="store_true", help="time torchvision's model instead")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time inference and the 2-image training steps under bf16 autocast",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     build = build_torchvision if args.torchvision else build_ours
@@ -183,6 +199,9 @@ def main() -> None:
         report["inference_s"] = median_s(lambda: model([image]), args.repeats)
         if not args.torchvision:
             report.update(stage_times(model, image, args.repeats))
+        if args.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                report["inference_bf16_s"] = median_s(lambda: model([image]), args.repeats)
     if not args.skip_train:
         for norm in ("frozen_bn", "bn"):
             for n in (1, 2):
@@ -192,6 +211,14 @@ def main() -> None:
                 report[f"train_step_{n}img_{norm}_s"] = train_step_s(
                     model, images, targets, args.train_repeats
                 )
+                if args.bf16 and n == 2:
+                    report[f"train_step_{n}img_{norm}_bf16_s"] = train_step_s(
+                        model,
+                        images,
+                        targets,
+                        args.train_repeats,
+                        torch.autocast("cpu", dtype=torch.bfloat16),
+                    )
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(json.dumps(report, indent=1))
 

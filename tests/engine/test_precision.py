@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from maskrcnn.engine import precision as precision_module
-from maskrcnn.engine.predictor import Predictor
 from maskrcnn.engine.errors import TrainingError
 from maskrcnn.engine.optim import autocast_for
 from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.engine.predictor import Predictor
 from maskrcnn.models import maskrcnn_resnet50_fpn
 from maskrcnn.ops import box_iou
 from maskrcnn.weights import load_weights
@@ -44,7 +44,7 @@ def test_names_and_errors():
         resolve_precision("half", "cpu")
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16", "cpu")
-    with pytest.raises(TrainingError, match="train.amp=fp16: precision fp16 needs a CUDA GPU"):
+    with pytest.raises(TrainingError, match=r"train\.amp=fp16: precision fp16 needs a CUDA GPU"):
         autocast_for("fp16", torch.device("cpu"))
     context, name, scaling = autocast_for("off", torch.device("cpu"))
     assert (name, scaling) == ("fp32", False)
