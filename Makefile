@@ -33,7 +33,8 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py
-	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/inference.py --bf16
+	$(PY) benchmarks/predict.py
 	$(PY) benchmarks/demo.py --out runs/bench-demo-$$(date +%s)
 	$(PY) benchmarks/distributed.py
 
