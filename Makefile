@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml tools/bootstrap.sh
 	touch $@
 
 $(STAMP_DEV): pyproject.toml tools/bootstrap.sh
-	bash tools/bootstrap.sh $(VENV) dev
+	bash tools/bootstrap.sh $(VENV) dev,export
 	touch $@ $(STAMP)
 
 install: $(STAMP)

@@ -183,7 +183,7 @@ def test_splash_video(tmp_path: Path):
         (lambda d: save_image(d), ("--device", "tpu"), "unknown device 'tpu'"),
         (lambda d: save_image(d), ("--device", "cuda:99"), "cuda:99 is not available"),
         (lambda d: save_image(d), ("--classes", "zebra"), "unknown class 'zebra'"),
-        (lambda d: save_image(d), ("--weights", "nothing.safetensors"), "cannot use checkpoint nothing"),
+        (save_image, ("--weights", "nothing.safetensors"), "weights nothing.safetensors: no such"),
         (lambda d: write_text(d / "corrupt.png"), (), "not an image Pillow can read"),
         (lambda d: save_image(d), (), "would overwrite an input"),
     ],

@@ -17,13 +17,13 @@ import traceback
 from collections.abc import Sequence
 
 from maskrcnn import __version__
-from maskrcnn.cli import data, evaluate, info, predict, train, weights
+from maskrcnn.cli import data, evaluate, export, info, predict, train, weights
 from maskrcnn.cli.common import CommandError, print_error
 
 __all__ = ["build_parser", "main"]
 
 # In the order `maskrcnn --help` lists them.
-_FAMILIES = (info, data, train, evaluate, predict, weights)
+_FAMILIES = (info, data, train, evaluate, predict, export, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,8 +24,10 @@ __all__ = [
     "add_precision_argument",
     "add_set_argument",
     "add_weights_argument",
+    "checkpoint_error",
     "load_data",
     "print_error",
+    "probability",
     "progress",
     "rank_label",
     "reader_options",
@@ -72,6 +74,23 @@ WEIGHTS_HELP = (
     "a checkpoint: one written by training (.safetensors), a torchvision Mask R-CNN .pth, or a name "
     "such as coco or coco-v2 (downloaded once into the cache; `maskrcnn weights list` shows them)"
 )
+
+
+def probability(text: str) -> float:
+    """An argparse ``type``: a number in 0..1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text}")
+    return value
+
+
+def checkpoint_error(spec: str, error: Exception) -> CommandError:
+    """The one line for a checkpoint that cannot be used: the library's message, which names the file
+    in most cases, prefixed with the checkpoint only where it does not."""
+    message = str(error) or type(error).__name__
+    if spec not in message:
+        message = f"cannot use checkpoint {spec}: {message}"
+    return CommandError(message)
 
 
 def add_weights_argument(parser: argparse.ArgumentParser) -> None:

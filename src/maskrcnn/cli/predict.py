@@ -18,6 +18,8 @@ from maskrcnn.cli.common import (
     add_device_argument,
     add_precision_argument,
     add_weights_argument,
+    checkpoint_error,
+    probability,
 )
 
 if TYPE_CHECKING:
@@ -42,13 +44,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     splash.set_defaults(func=run_splash)
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text}")
-    return value
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -62,7 +57,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write into (created)")
     parser.add_argument(
         "--score-threshold",
-        type=_probability,
+        type=probability,
         default=0.5,
         metavar="T",
         help="drop detections scoring lower (default 0.5)",
@@ -143,7 +138,7 @@ def _predict(
     # Reading a checkpoint fails in many ways (missing file, not safetensors, corrupt data, foreign
     # config): each is reported as it is, as one line.
     except Exception as e:
-        raise CommandError(f"cannot use checkpoint {args.weights}: {e}") from None
+        raise checkpoint_error(args.weights, e) from None
     if main:
         print(f"precision: {precision.describe()}", file=sys.stderr)
     writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from maskrcnn.engine.evaluation.coco import binarize_masks
 from maskrcnn.engine.precision import Precision
 from maskrcnn.modeling.mask_rcnn import MaskRCNN
-from maskrcnn.ops import paste_masks_thresholded
+from maskrcnn.ops import binarize_masks, paste_masks_thresholded
 
 __all__ = ["binary_masks", "run_model", "select"]
 

@@ -17,6 +17,8 @@ from maskrcnn.ops.boxes import (
     remove_small_boxes,
 )
 from maskrcnn.ops.masks import (
+    MASK_THRESHOLD,
+    binarize_masks,
     expand_boxes,
     expand_masks,
     masks_to_boxes,
@@ -36,6 +38,7 @@ from maskrcnn.ops.sampler import BalancedPositiveNegativeSampler
 
 __all__ = [
     "DEFAULT_BBOX_XFORM_CLIP",
+    "MASK_THRESHOLD",
     "AnchorGenerator",
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
@@ -43,6 +46,7 @@ __all__ = [
     "Matcher",
     "MultiScaleRoIAlign",
     "batched_nms",
+    "binarize_masks",
     "box_area",
     "box_convert",
     "box_cxcywh_to_xyxy",

@@ -16,6 +16,8 @@ from pycocotools import mask as coco_mask
 from torch import Tensor
 
 __all__ = [
+    "MASK_THRESHOLD",
+    "binarize_masks",
     "expand_boxes",
     "expand_masks",
     "masks_to_boxes",
@@ -29,6 +31,15 @@ __all__ = [
 ]
 
 Polygon = Sequence[float]
+
+# A pixel belongs to an instance when its mask probability is above this (Mask R-CNN's 0.5).
+MASK_THRESHOLD = 0.5
+
+
+def binarize_masks(probabilities: Tensor, threshold: float = MASK_THRESHOLD) -> Tensor:
+    """``probabilities > threshold`` as a bool tensor of the same shape (a pixel at exactly the threshold
+    is outside). Done where the probabilities are (the GPU), so that only booleans travel to the CPU."""
+    return probabilities > threshold
 
 
 def polygons_to_mask(polygons: Sequence[Polygon], height: int, width: int) -> Tensor:

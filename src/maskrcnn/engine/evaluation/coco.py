@@ -30,7 +30,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from maskrcnn.data.formats.export import CocoBuilder, to_coco
-from maskrcnn.ops import rle_encode
+from maskrcnn.ops import MASK_THRESHOLD, binarize_masks, rle_encode
 
 __all__ = [
     "IOU_TYPES",
@@ -51,7 +51,6 @@ __all__ = [
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
 # A pixel is inside a mask when its probability is above this (torchvision's reference evaluation rule).
-MASK_THRESHOLD = 0.5
 # The IoU thresholds of the precision-recall curves kept (indices into COCOeval's 0.50:0.05:0.95).
 _CURVE_IOUS = {"0.50": 0, "0.75": 5}
 
@@ -105,12 +104,6 @@ def coco_ground_truth(dataset: Any, *, skipped: list[str] | None = None) -> COCO
 
 # ----------------------------------------------------------------------------------------------------
 # Results
-
-
-def binarize_masks(probabilities: Tensor, threshold: float = MASK_THRESHOLD) -> Tensor:
-    """``probabilities > threshold`` as a bool tensor of the same shape (a pixel at exactly the threshold
-    is outside). Done where the probabilities are (the GPU), so that only booleans travel to the CPU."""
-    return probabilities > threshold
 
 
 def instances_to_results(
