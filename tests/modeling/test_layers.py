@@ -23,11 +23,12 @@ def test_frozen_bn_is_batchnorm_in_eval_and_loads_its_state():
     assert "num_batches_tracked" in bn.state_dict()
     frozen.load_state_dict(bn.state_dict())
     assert set(frozen.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
-    x = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(frozen(x), bn(x))
     assert not list(frozen.parameters())  # nothing to train
     converted = FrozenBatchNorm2d.convert(nn.Sequential(nn.Conv2d(5, 5, 1), bn))
     assert isinstance(converted[1], FrozenBatchNorm2d)
+    assert converted[1].running_var.dtype == torch.float64  # the BatchNorm's own precision is kept
     torch.testing.assert_close(converted[1](x), bn(x))
 
 

@@ -82,6 +82,10 @@ class FrozenBatchNorm2d(nn.Module):
         """
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             frozen = cls(module.num_features, module.eps)
+            # The copy keeps the original's dtype and device (a float64 or CUDA model stays one).
+            like = module.running_mean if module.track_running_stats else module.weight
+            if like is not None:
+                frozen = frozen.to(device=like.device, dtype=like.dtype)
             if module.affine:
                 frozen.weight.copy_(module.weight.detach())
                 frozen.bias.copy_(module.bias.detach())
