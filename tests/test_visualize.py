@@ -1,6 +1,7 @@
 import numpy as np
 import torch
 
+from maskrcnn.structures import CroppedMasks
 from maskrcnn.visualize import color_splash, draw_anchors, draw_instances, image_grid, random_colors, to_pil
 
 
@@ -37,6 +38,23 @@ def test_draw_instances_tints_masks_and_outlines():
     caption = pixels[11:22, 12:40, 1]
     assert (caption == 0).sum() > 50
     assert (caption > 150).sum() > 10
+
+
+def test_masks_as_crops_draw_the_same_picture_as_full_size_masks():
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(3, 30, 40, generator=g)
+    masks = torch.zeros(3, 30, 40, dtype=torch.bool)
+    masks[0, 0:12, 0:15] = True  # at the image's corner: the outline's ring is cut by the border
+    masks[1, 5:25, 20:40] = torch.rand(20, 20, generator=g) > 0.3
+    drawn = dict(boxes=torch.tensor([[0.0, 0.0, 15.0, 12.0], [20.0, 5.0, 40.0, 25.0], [1.0, 1.0, 4.0, 4.0]]))
+    drawn.update(labels=torch.tensor([1, 2, 1]), scores=torch.tensor([0.9, 0.8, 0.7]), class_names=["a", "b"])
+    dense = np.asarray(draw_instances(image, masks=masks, **drawn))
+    cropped = np.asarray(draw_instances(image, masks=CroppedMasks.from_dense(masks), **drawn))
+    assert np.array_equal(dense, cropped)
+    assert not np.array_equal(dense, np.asarray(draw_instances(image, **drawn)))  # the masks were drawn
+    torch.testing.assert_close(
+        color_splash(image, CroppedMasks.from_dense(masks)), color_splash(image, masks)
+    )
 
 
 def test_color_splash():

@@ -5,6 +5,7 @@ from pycocotools import mask as coco_mask
 
 from maskrcnn.ops import (
     masks_to_boxes,
+    paste_masks_cropped,
     paste_masks_in_image,
     paste_masks_thresholded,
     polygons_to_mask,
@@ -160,6 +161,12 @@ def test_thresholded_paste_is_the_pasted_probabilities_above_the_threshold(devic
         assert out.device.type == device
         expected = paste_masks_in_image(masks, boxes, (24, 32))[:, 0] > threshold
         assert torch.equal(out, expected)
+        # The same masks kept as crops of their extents (inside the image) on the same device.
+        cropped = paste_masks_cropped(masks, boxes, (24, 32), threshold)
+        assert cropped.device.type == device
+        assert torch.equal(cropped.dense(), expected)
+        assert torch.equal(cropped.boxes(), masks_to_boxes(expected.cpu()))
+        assert cropped.rle() == rle_encode(expected)
     assert not out[5].any()
     # Stored column by column: the RLE encoder reads it as it is, and gets the same runs.
     assert out.transpose(1, 2).is_contiguous()

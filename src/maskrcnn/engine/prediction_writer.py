@@ -53,13 +53,19 @@ def detections_to_coco(detections: Detections, *, image_id: int, **fields: Any) 
 
     Each holds ``fields`` first (e.g. ``file_name``, ``frame``), then ``image_id``, ``category_id`` (the
     model's label, 1..K), ``bbox`` ``[x, y, w, h]`` (pixels, rounded to 2 decimals), ``score`` (5
-    decimals), ``segmentation`` (compressed RLE of :attr:`Detections.masks`, ``counts`` a string) and
+    decimals), ``segmentation`` (compressed RLE of the masks, ``counts`` a string) and
     ``category`` (the class name).
     """
     # category_id is the model's label itself: the identity map over the labels present.
     labels = range(1, int(detections.labels.max()) + 1) if len(detections) else range(0)
     results = instances_to_results(
-        image_id, detections.boxes, detections.labels, detections.scores, detections.masks, labels, **fields
+        image_id,
+        detections.boxes,
+        detections.labels,
+        detections.scores,
+        detections.mask_crops,
+        labels,
+        **fields,
     )
     for result, name in zip(results, detections.class_names, strict=True):
         # Rounded for a readable file: 0.01 px and 1e-5 are far below what the model resolves.
@@ -110,7 +116,7 @@ class PredictionWriter:
     def render(self, image: Tensor, detections: Detections, *, video: bool) -> Image.Image:
         """The picture written for ``image``: the drawn detections, or the color splash."""
         if self.mode == "splash":
-            return to_pil(color_splash(image, detections.masks))
+            return to_pil(color_splash(image, detections.mask_crops))
         colors = None
         if video:  # one colour per class, steady from frame to frame
             palette = random_colors(max(len(self.predictor.class_names), 1))
@@ -118,7 +124,7 @@ class PredictionWriter:
         return draw_instances(
             image,
             boxes=detections.boxes,
-            masks=detections.masks,
+            masks=detections.mask_crops,
             labels=detections.labels,
             scores=detections.scores,
             class_names=self.predictor.class_names,
@@ -136,8 +142,8 @@ class PredictionWriter:
         image_id = self.images_done + self.frames_done + 1
         self.results.extend(detections_to_coco(detections, image_id=image_id, **fields))
         if self.save_masks:
-            for k, (mask, name) in enumerate(zip(detections.masks, detections.class_names, strict=True)):
-                picture = Image.fromarray(mask.numpy().astype(np.uint8) * 255)
+            for k, name in enumerate(detections.class_names):
+                picture = Image.fromarray(detections.mask_crops.mask(k).numpy().astype(np.uint8) * 255)
                 atomic_write(mask_path(self.out, file, k, name, frame), partial(_save_png, picture))
                 self.masks_written += 1
 

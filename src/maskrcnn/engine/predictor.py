@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import islice
 from typing import Any
 
@@ -28,6 +29,7 @@ from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
 from maskrcnn.engine.inference import binary_masks, run_model, select
 from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.ops import paste_masks_in_image
+from maskrcnn.structures import CroppedMasks
 from maskrcnn.weights.coco import UNUSED_CLASS, used_labels
 
 __all__ = ["Detections", "ImageInput", "Predictor", "to_image_tensor"]
@@ -93,9 +95,9 @@ class Detections:
         boxes: float ``[D, 4]`` xyxy, in pixels of the image given.
         labels: int64 ``[D]``, 1..K (0 is the background).
         scores: float ``[D]``.
-        masks: bool ``[D, H, W]``: the mask probabilities above the threshold (0.5; see
-            :func:`maskrcnn.engine.evaluation.coco.binarize_masks`). Stored column by column (the
-            order of COCO's RLE); call ``.contiguous()`` for a row-major copy.
+        mask_crops: the binary masks (mask probabilities above the threshold, 0.5 by default; see
+            :func:`maskrcnn.ops.binarize_masks`), each kept as the crop of its extent: what the COCO
+            results, the drawing and the splash are made from (:class:`~maskrcnn.structures.CroppedMasks`).
         class_names: ``D`` names, one per detection.
         image_size: ``(H, W)``.
         mask_probs: float ``[D, H, W]`` probabilities, kept when the predictor was asked to
@@ -105,13 +107,20 @@ class Detections:
     boxes: Tensor
     labels: Tensor
     scores: Tensor
-    masks: Tensor
+    mask_crops: CroppedMasks = field(repr=False)
     class_names: list[str]
     image_size: tuple[int, int]
     mask_probs: Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @cached_property
+    def masks(self) -> Tensor:
+        """bool ``[D, H, W]``: the binary masks at the image's size, made on first use (100 masks of a
+        2048 x 1365 photo are 280 MB). Stored column by column (the order of COCO's RLE); call
+        ``.contiguous()`` for a row-major copy."""
+        return self.mask_crops.dense()
 
 
 class Predictor:
@@ -245,7 +254,7 @@ class Predictor:
             boxes=kept["boxes"].float().cpu(),
             labels=labels,
             scores=kept["scores"].float().cpu(),
-            masks=binary_masks(kept, size, self.mask_threshold).cpu(),
+            mask_crops=binary_masks(kept, size, self.mask_threshold).cpu(),
             class_names=[self._name(int(label)) for label in labels],
             image_size=size,
             mask_probs=probs,

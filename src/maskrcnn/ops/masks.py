@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from pycocotools import mask as coco_mask
 from torch import Tensor
 
+from maskrcnn.structures import CroppedMasks
+
 __all__ = [
     "MASK_THRESHOLD",
     "binarize_masks",
@@ -22,6 +24,7 @@ __all__ = [
     "expand_masks",
     "masks_to_boxes",
     "paste_mask_in_image",
+    "paste_masks_cropped",
     "paste_masks_in_image",
     "paste_masks_thresholded",
     "polygons_to_mask",
@@ -235,37 +238,46 @@ def paste_masks_in_image(
     return out
 
 
-def paste_masks_thresholded(
+def paste_masks_cropped(
     masks: Tensor, boxes: Tensor, img_shape: tuple[int, int], threshold: float, padding: int = 1
-) -> Tensor:
-    """``paste_masks_in_image(masks, boxes, img_shape, padding)[:, 0] > threshold``, without the float
-    images.
+) -> CroppedMasks:
+    """``paste_masks_in_image(masks, boxes, img_shape, padding)[:, 0] > threshold``, kept as crops.
 
-    The same resize of each mask into its box, thresholded inside the box only: for 100 detections on a
-    2048 x 1365 photo this writes 280 MB of booleans instead of 1.1 GB of floats (and reads none of it
-    back). The result is stored column by column (a ``[N, W, H]`` tensor, transposed), the order COCO's
-    RLE encoder reads (:func:`rle_encode` then needs no copy); as a tensor it is an ordinary ``[N, H, W]``.
+    The same resize of each mask into its box, thresholded inside the box only, and each result cut to
+    its extent: no image-size array is made (100 detections on a 2048 x 1365 photo would be 280 MB of
+    booleans, or 1.1 GB of floats).
 
     Args:
         masks: ``[N, 1, M, M]`` mask probabilities.
         boxes: ``[N, 4]`` xyxy boxes in image pixels.
-        img_shape: ``(H, W)`` of the output.
+        img_shape: ``(H, W)`` of the image.
         threshold: a pixel is inside when its probability is above this; at least 0, so that the pixels
             outside the box (probability 0) are outside.
         padding: as in :func:`paste_masks_in_image`.
 
     Returns:
-        bool ``[N, H, W]`` on ``masks``' device.
+        the ``N`` masks, crops on ``masks``' device.
     """
     if threshold < 0:
         raise ValueError(f"the mask threshold must be at least 0, got {threshold}")
     im_h, im_w = int(img_shape[0]), int(img_shape[1])
-    n = masks.shape[0]
-    out = torch.zeros((n, im_w, im_h), dtype=torch.bool, device=masks.device)
-    if n:
+    crops: list[Tensor] = []
+    origins: list[tuple[int, int]] = []
+    if masks.shape[0]:
         padded, scale = expand_masks(masks, padding)
         for i, box in enumerate(expand_boxes(boxes, scale).to(torch.int64).tolist()):
             crop, ys, xs = _paste_region(padded[i, 0], box, im_h, im_w)
-            if crop.numel():
-                out[i, xs, ys] = (crop > threshold).T
-    return out.transpose(1, 2)
+            crops.append(crop > threshold)
+            origins.append((ys.start, xs.start))
+    return CroppedMasks.from_regions(crops, origins, (im_h, im_w))
+
+
+def paste_masks_thresholded(
+    masks: Tensor, boxes: Tensor, img_shape: tuple[int, int], threshold: float, padding: int = 1
+) -> Tensor:
+    """:func:`paste_masks_cropped` at full size: bool ``[N, H, W]`` on ``masks``' device, stored column by
+    column (the order of COCO's RLE: :func:`rle_encode` then needs no copy)."""
+    masks_out = paste_masks_cropped(masks, boxes, img_shape, threshold, padding)
+    if not len(masks_out):
+        return torch.zeros((0, int(img_shape[0]), int(img_shape[1])), dtype=torch.bool, device=masks.device)
+    return masks_out.dense()

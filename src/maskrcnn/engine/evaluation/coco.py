@@ -31,6 +31,7 @@ from torch import Tensor
 
 from maskrcnn.data.formats.export import CocoBuilder, to_coco
 from maskrcnn.ops import MASK_THRESHOLD, binarize_masks, rle_encode
+from maskrcnn.structures import CroppedMasks
 
 __all__ = [
     "IOU_TYPES",
@@ -111,7 +112,7 @@ def instances_to_results(
     boxes: Tensor,
     labels: Tensor,
     scores: Tensor,
-    masks: Tensor | None,
+    masks: Tensor | CroppedMasks | None,
     category_ids: Sequence[int],
     **fields: Any,
 ) -> list[Result]:
@@ -122,7 +123,8 @@ def instances_to_results(
         boxes: ``[D, 4]`` xyxy pixels.
         labels: ``[D]`` in 1..K.
         scores: ``[D]``.
-        masks: bool ``[D, H, W]`` (see :func:`binarize_masks`), or ``None`` for box-only results.
+        masks: bool ``[D, H, W]`` (see :func:`binarize_masks`) or their crops, or ``None`` for box-only
+            results.
         category_ids: the category id of each label (index 0 for label 1): the ids written out.
         fields: put first in every result (e.g. ``file_name``).
 
@@ -144,7 +146,7 @@ def instances_to_results(
         )
     rles: list[dict[str, Any] | None] = [None] * len(label_list)
     if masks is not None:
-        rles = list(rle_encode(masks))
+        rles = list(masks.rle() if isinstance(masks, CroppedMasks) else rle_encode(masks))
     results: list[Result] = []
     boxes = boxes.detach().to("cpu", torch.float64)
     for box, label, score, rle in zip(boxes.tolist(), label_list, scores.tolist(), rles, strict=True):
@@ -174,7 +176,8 @@ def detections_to_results(
     Args:
         detections: per image, ``boxes`` float ``[D, 4]`` (xyxy pixels), ``labels`` int64 ``[D]`` (1..K),
             ``scores`` ``[D]`` and optionally ``masks`` ``[D, 1, H, W]`` (or ``[D, H, W]``)
-            probabilities, or bool ``[D, H, W]`` masks taken as they are.
+            probabilities, or bool ``[D, H, W]`` masks or :class:`~maskrcnn.structures.CroppedMasks`
+            taken as they are.
         image_ids: the COCO image id of each entry of ``detections``.
         category_ids: the category id of each label (index 0 for label 1): the ids written out.
         mask_threshold: a pixel is inside the mask when its probability is above this.
@@ -188,7 +191,7 @@ def detections_to_results(
     results: list[Result] = []
     for det, image_id in zip(detections, image_ids, strict=True):
         masks = det.get("masks")
-        if masks is not None and masks.dtype != torch.bool:  # probabilities (bool masks are binary)
+        if isinstance(masks, Tensor) and masks.dtype != torch.bool:  # probabilities (bool masks are binary)
             masks = binarize_masks(masks[:, 0] if masks.dim() == 4 else masks, mask_threshold)
         results.extend(
             instances_to_results(image_id, det["boxes"], det["labels"], det["scores"], masks, category_ids)
