@@ -150,9 +150,11 @@ class CroppedMasks:
             if not crop.numel():
                 counts = np.array([total], dtype=np.int64)
             else:
-                columns = np.zeros((w, h + 2), dtype=np.int8)
+                columns = np.zeros((w, h + 2), dtype=np.bool_)
                 columns[:, 1:-1] = crop.cpu().numpy().T
-                c, r = np.nonzero(np.diff(columns, axis=1))  # column by column, rows in order
+                # Flat positions of the changes, column by column and rows in order (a boolean
+                # comparison and flatnonzero: several times faster than diff and a 2-d nonzero).
+                c, r = np.divmod(np.flatnonzero(columns[:, 1:] != columns[:, :-1]), h + 1)
                 changes = (x0 + c).astype(np.int64) * height + y0 + r
                 if h == height:
                     changes, times = np.unique(changes, return_counts=True)
