@@ -31,7 +31,10 @@ __all__ = [
 
 def to_pil(image: Tensor) -> Image.Image:
     """Float ``[3, H, W]`` (0..1) -> 8-bit RGB image."""
-    array = (image.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    # One float copy, scaled in place, then uint8 in height-width-channel order (a 2048-px picture: 8.4M
+    # values, where each temporary costs about 10 ms).
+    scaled = image.detach().to("cpu", torch.float32, copy=True).clamp_(0, 1).mul_(255).add_(0.5)
+    array = scaled.to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
 
 
@@ -106,7 +109,7 @@ def draw_instances(
             # One pass over the region, no gathers: pixel + weight * (colour - pixel), weight alpha
             # inside the mask, 1 on its outline and 0 elsewhere.
             weight = inside.float().mul_(alpha).masked_fill_(_outline(inside), 1.0)
-            patch.add_(weight * (color - patch))
+            patch.lerp_(color.expand_as(patch), weight)
     picture = to_pil(base)
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
