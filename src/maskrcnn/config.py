@@ -317,7 +317,8 @@ class TrainConfig:
             for validation and the saved checkpoints.
         amp: mixed precision: ``off``, ``bf16``, ``fp16`` (CUDA, with loss scaling) or ``auto`` (bf16 on
             CUDA devices that support it, else fp16 on CUDA; bf16 on CPUs that compute it in hardware,
-            AVX-512 BF16 or AMX, where it trains the shapes demo about 25% faster; otherwise off).
+            AVX-512 BF16 or AMX, where a training step is faster than in float32: 1.3x for the shapes
+            demo, 3x for ResNet-50-FPN on 2 images of 800 px on an Intel Xeon with AMX; otherwise off).
         layers: which backbone stages train (``heads``, ``5+``, ``4+``, ``3+``, ``all``), overriding
             ``model.backbone.trainable_layers``; ``None`` keeps it.
         weights: initial weights: a project checkpoint, a torchvision detection ``.pth``, an ImageNet
