@@ -78,3 +78,21 @@ def test_grid_and_anchors():
     pixels = np.asarray(picture)
     assert pixels[2, 4].tolist() == [255, 255, 255]  # the ground-truth box
     assert pixels[12, 16].sum() > 0  # the anchor nearest the centre
+
+
+def test_boxes_under_a_pixel_are_drawn_as_one_pixel():
+    # Such boxes come back at --score-threshold 0: Pillow refuses a rectangle whose end precedes its start.
+    image = torch.zeros(3, 20, 20)
+    picture = draw_instances(
+        image,
+        boxes=torch.tensor([[5.0, 6.0, 5.4, 12.0], [8.0, 3.0, 14.0, 3.2]]),
+        masks=None,
+        labels=None,
+        scores=None,
+        class_names=[],
+        colors=[(255, 0, 0), (0, 0, 255)],
+    )
+    pixels = np.asarray(picture)
+    assert pixels[9, 5].tolist() == [255, 0, 0]  # a vertical line one pixel wide
+    assert pixels[3, 10].tolist() == [0, 0, 255]  # a horizontal one
+    assert (pixels.sum(axis=2) > 0).sum() == 7 + 7

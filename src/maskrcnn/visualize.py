@@ -117,7 +117,9 @@ def draw_instances(
         color = tuple(colors[k])
         if boxes is not None:
             x1, y1, x2, y2 = (float(v) for v in boxes[k])
-            draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=color, width=1)
+            # The last pixel inside is x2 - 1; a box under a pixel wide (low score thresholds keep
+            # such boxes) is drawn as one pixel, not handed to Pillow inverted.
+            draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=color, width=1)
             anchor_xy = (x1 + 2, y1 + 1)
         elif extents:
             x0, y0, x1, _ = extents[k]

@@ -168,3 +168,17 @@ def test_a_call_s_score_threshold_leaves_the_module_alone(tiny_model):
     assert len(default["scores"]) <= 4 < len(reference["scores"])
     for key in ("boxes", "labels", "scores", "masks"):
         assert torch.equal(low[key], reference[key]), key
+
+
+def test_extreme_aspect_ratios_run(tiny_model):
+    # Thin strips whose short side the resize takes to 1 pixel: detections stay inside the image.
+    tiny_model.eval()
+    tiny_model.roi_heads.score_thresh = 0.0
+    images = [torch.rand(3, 8, 3000), torch.rand(3, 3000, 8), torch.rand(3, 1, 1)]
+    with torch.no_grad():
+        out = tiny_model(images)
+    for det, img in zip(out, images, strict=True):
+        h, w = img.shape[-2:]
+        assert det["masks"].shape[-2:] == (h, w)
+        b = det["boxes"]
+        assert ((b[:, 0] >= 0) & (b[:, 2] <= w) & (b[:, 1] >= 0) & (b[:, 3] <= h)).all()

@@ -79,3 +79,18 @@ def test_resize_boxes_uses_float32_ratios():
     assert out.dtype == torch.float64
     ratio_w = torch.tensor(10.0) / torch.tensor(7.0)  # float32, as the reference implementation
     assert out[0, 0].item() == pytest.approx(1.0 * ratio_w.double().item(), abs=0)
+
+
+def test_a_side_that_would_round_to_zero_keeps_one_pixel():
+    # 8 x 3000 under max_size 256: the scale 256/3000 makes the short side 0.68 px.
+    t = make(min_size=(128,), max_size=256).eval()
+    mask = torch.zeros(1, 8, 3000, dtype=torch.uint8)
+    mask[0, :, 100:400] = 1
+    target = {"boxes": torch.tensor([[100.0, 0.0, 400.0, 8.0]]), "labels": torch.tensor([1]), "masks": mask}
+    image, out = t.resize(torch.rand(3, 8, 3000), target)
+    assert image.shape == (3, 1, 256)
+    assert out["masks"].shape == (1, 1, 256)
+    # The box scales with the sides actually made (1/8 vertically, 256/3000 horizontally).
+    torch.testing.assert_close(out["boxes"], torch.tensor([[100 * 256 / 3000, 0.0, 400 * 256 / 3000, 1.0]]))
+    # Every other image keeps the reference arithmetic (the scale factor, not a size).
+    assert t.resize(torch.rand(3, 100, 400), None)[0].shape == (3, 64, 256)

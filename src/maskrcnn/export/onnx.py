@@ -57,7 +57,7 @@ def onnx_translations() -> dict[Any, Any]:
             op.Div(op.CastLike(float(min_size), sides), short),
             op.Div(op.CastLike(float(max_size), sides), long),
         )
-        size = op.Cast(op.Floor(op.Mul(sides, scale)), to=INT64.dtype)
+        size = op.Max(op.Cast(op.Floor(op.Mul(sides, scale)), to=INT64.dtype), op.Constant(value_int=1))
         sizes = op.Concat(op.Constant(value_ints=[1]), op.Shape(image, start=0, end=1), size, axis=0)
         resized = op.Resize(
             op.Unsqueeze(image, [0]),

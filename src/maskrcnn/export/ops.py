@@ -30,12 +30,14 @@ __all__ = ["grouped_nms", "resize_image", "roi_align_level"]
 
 def resized_size(height: int, width: int, *, min_size: int, max_size: int) -> tuple[int, int]:
     """The ``(h, w)`` that :meth:`RCNNTransform.resize` gives an ``(height, width)`` image (float64 scale,
-    then ``floor``, as ``F.interpolate(scale_factor=..., recompute_scale_factor=True)`` computes it).
+    then ``floor``, as ``F.interpolate(scale_factor=..., recompute_scale_factor=True)`` computes it; at
+    least 1).
 
     Works on Python ints and on the symbolic sizes of an export alike.
     """
     scale = torch.sym_min(min_size / torch.sym_min(height, width), max_size / torch.sym_max(height, width))
-    return math.floor(height * scale), math.floor(width * scale)
+    # At least one pixel a side, as the transform keeps very thin images.
+    return torch.sym_max(1, math.floor(height * scale)), torch.sym_max(1, math.floor(width * scale))
 
 
 @torch.library.custom_op("maskrcnn_export::resize_image", mutates_args=())

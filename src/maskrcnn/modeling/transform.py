@@ -107,18 +107,21 @@ class RCNNTransform(nn.Module):
         h, w = image.shape[-2:]
         size = self.choose_min_size()
         scale = min(size / min(h, w), self.max_size / max(h, w))
-        image = F.interpolate(
-            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )[0]
+        # ``F.interpolate(scale_factor=s, recompute_scale_factor=True)`` makes each side floor(side * s);
+        # a very thin image (3000 x 8 under max_size 256) would round a side to 0 pixels, which
+        # interpolate rejects: such sides become 1 pixel, every other image resizes exactly as before.
+        if math.floor(h * scale) >= 1 and math.floor(w * scale) >= 1:
+            resize_args: dict = {"scale_factor": scale, "recompute_scale_factor": True}
+        else:
+            resize_args = {"size": (max(1, math.floor(h * scale)), max(1, math.floor(w * scale)))}
+        image = F.interpolate(image[None], mode="bilinear", align_corners=False, **resize_args)[0]
         if target is None:
             return image, None
         target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
         if "masks" in target:
             masks = target["masks"]
-            # Nearest keeps masks binary; the same scale factor gives the image's exact size.
-            target["masks"] = F.interpolate(
-                masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True
-            )[:, 0].to(torch.uint8)
+            # Nearest keeps masks binary; the same arguments give the image's exact size.
+            target["masks"] = F.interpolate(masks[:, None].float(), **resize_args)[:, 0].to(torch.uint8)
         return image, target
 
     def batch_images(self, images: Sequence[Tensor]) -> Tensor:
