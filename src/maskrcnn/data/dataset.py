@@ -56,6 +56,8 @@ __all__ = [
     "rasterize",
     "read_mask_file",
     "resolve_index",
+    "rle_counts_problem",
+    "rle_problem",
     "stored_items",
     "without_transforms",
 ]
@@ -164,6 +166,77 @@ def _polygon_area(part: Sequence[float]) -> float:
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
 
 
+def _compressed_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string, or ``None`` if it is not one.
+
+    The decoding of pycocotools' ``rleFrString``: 5 bits per character (offset 48), 0x20 says another
+    character follows, 0x10 on the last one is the sign, and from the fourth run on a value is the
+    difference to the run two before. pycocotools itself reads a corrupt string as garbage runs (or past
+    its end), which is why the string is checked here before it ever gets there.
+    """
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts:
+        c = ord(char) - 48
+        if not 0 <= c < 64:
+            return None
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value = shift = 0
+    return runs if shift == 0 else None  # a value left unfinished: the string was cut
+
+
+def rle_counts_problem(counts: str | bytes | list[Any], height: int, width: int) -> str:
+    """What is wrong with an RLE's ``counts`` for a ``height`` x ``width`` mask, or ``""``.
+
+    Runs (of a list, or decoded from a compressed string) must be non-negative integers that add up to
+    ``height * width``: anything else is what pycocotools rejects as "Invalid RLE mask representation"
+    when decoding, or silently decodes into a wrong mask.
+    """
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            return f"RLE counts {counts!r:.40} are not ASCII"
+    if isinstance(counts, str):
+        runs = _compressed_counts(counts)
+        if runs is None:
+            return f"RLE counts {counts!r:.40} are not a compressed COCO RLE string"
+        shown = repr(counts)
+    else:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+            return f"RLE counts {counts!r:.60} are not all integers"
+        runs, shown = counts, f"{counts!r:.60}"
+    if any(v < 0 for v in runs):
+        return f"RLE counts {shown:.60} hold a negative run"
+    if sum(runs) != height * width:
+        return (
+            f"RLE counts {shown:.60} cover {sum(runs)} pixels; its size [{height}, {width}] has "
+            f"{height * width}"
+        )
+    return ""
+
+
+def rle_problem(rle: RLE, height: int | None, width: int | None) -> str:
+    """What makes a COCO RLE dict unusable for a ``height`` x ``width`` image (``None``: not known), or
+    ``""``: its keys, its size, its counts (see :func:`rle_counts_problem`)."""
+    size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2) or not isinstance(counts, (str, bytes, list)):
+        return f"malformed RLE (needs 'size' [h, w] and 'counts'), got keys {sorted(rle)}"
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        return f"RLE size {list(size)!r:.60} is not two positive integers [h, w]"
+    if height is not None and width is not None and [size[0], size[1]] != [height, width]:
+        return f"RLE size {list(size)} differs from the image size [{height}, {width}]"
+    return rle_counts_problem(counts, size[0], size[1])
+
+
 def check_annotation(
     segmentation: Segmentation, height: int | None, width: int | None
 ) -> list[tuple[str, str]]:
@@ -175,24 +248,10 @@ def check_annotation(
     if isinstance(segmentation, MaskFile):
         return []  # checked when read: its readers look at the pixels
     if isinstance(segmentation, dict):
-        size = segmentation.get("size")
-        counts = segmentation.get("counts")
-        if not (isinstance(size, (list, tuple)) and len(size) == 2) or not isinstance(
-            counts, (str, bytes, list)
-        ):
-            return [
-                (
-                    "error",
-                    f"malformed RLE (needs 'size' [h, w] and 'counts'), got keys {sorted(segmentation)}",
-                )
-            ]
-        if height is not None and width is not None and [int(size[0]), int(size[1])] != [height, width]:
-            return [("error", f"RLE size {list(size)} differs from the image size [{height}, {width}]")]
-        try:
-            area = rle_area(segmentation)
-        except Exception as e:  # pycocotools raises plain exceptions on corrupt counts
-            return [("error", f"corrupt RLE counts ({e})")]
-        return [("error", "zero-area instance (empty RLE)")] if area == 0 else []
+        problem = rle_problem(segmentation, height, width)
+        if problem:
+            return [("error", problem)]
+        return [("error", "zero-area instance (empty RLE)")] if rle_area(segmentation) == 0 else []
     if not isinstance(segmentation, list) or not segmentation:
         return [("error", f"no polygon (segmentation is {segmentation!r:.60})")]
     problems: list[tuple[str, str]] = []
@@ -249,6 +308,11 @@ def rasterize(
         selected = array != 0 if segmentation.value is None else array == segmentation.value
         return torch.from_numpy(selected.astype(np.uint8))
     if isinstance(segmentation, dict):
+        # Checked again here: a reader with check_images=False, or a user's dataset, may not have known
+        # the image size, and pycocotools decodes a wrong RLE into a wrong mask or a bare ValueError.
+        problem = rle_problem(segmentation, height, width)
+        if problem:
+            raise DataError(problem)
         return rle_decode(segmentation)
     return polygons_to_mask(segmentation, height, width)
 
@@ -573,10 +637,22 @@ class AnnotatedDataset(InstanceDataset):
                 torch.zeros(0, dtype=torch.int64),
                 torch.zeros(0, dtype=torch.int64),
             )
-        masks = torch.stack([rasterize(a.segmentation, height, width, cache) for a in anns])
+        masks = torch.stack([self._rasterize(index, a, height, width, cache) for a in anns])
         labels = torch.tensor([a.label for a in anns], dtype=torch.int64)
         iscrowd = torch.tensor([int(a.iscrowd) for a in anns], dtype=torch.int64)
         return masks, labels, iscrowd
+
+    def _rasterize(
+        self, index: int, annotation: Annotation, height: int, width: int, cache: dict[Path, np.ndarray]
+    ) -> Tensor:
+        """:func:`rasterize`, its errors named with the file, the image and the annotation."""
+        try:
+            return rasterize(annotation.segmentation, height, width, cache)
+        except DataError as e:
+            where = ", ".join(
+                p for p in (self.source, f"image {self.image_reference(index)}", annotation.ref) if p
+            )
+            raise DataError(f"{where}: {e}") from None
 
     def image_size(self, index: int) -> tuple[int, int]:
         record = self.records[index]

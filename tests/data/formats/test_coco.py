@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -265,3 +266,65 @@ def test_categories_by_id_and_iscrowd_polygon(tmp_path):
 def test_an_option_the_reader_does_not_take_is_named_before_reading(tmp_path):
     with pytest.raises(DataError, match=r"--format coco: .*'colour'.*; its options: .*image_dir"):
         load_dataset("coco", tmp_path / "never read.json", colour="red")
+
+
+def test_string_image_and_annotation_ids_match_and_get_integer_ids(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    write_image(tmp_path / "b.png", W, H)
+    images = [
+        {"id": "img6", "file_name": "a.png", "height": H, "width": W},
+        {"id": "img7", "file_name": "b.png", "height": H, "width": W},
+    ]
+    square = [[2, 2, 8, 2, 8, 8, 2, 8]]
+    anns = [
+        {"id": "ann1", "image_id": "img7", "category_id": 7, "segmentation": square},
+        {"id": 2, "image_id": "img9", "category_id": 7, "segmentation": square},
+    ]
+    ds = _dataset(tmp_path, images, anns)
+    assert [(r.image_id, r.extra["coco_id"]) for r in ds.records] == [(1, "img6"), (2, "img7")]
+    assert [a.ref for a in ds.records[1].annotations] == ["annotation ann1"]
+    _, target = ds[1]
+    assert target["image_id"].item() == 2
+    assert target["labels"].tolist() == [2]
+    assert messages(ds) == [
+        f"error: {tmp_path / 'train.json'}, annotation 2: image_id 'img9' is not in 'images'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rle", "match"),
+    [
+        ({"size": [H, W], "counts": "!!!bad"}, r"RLE counts '!!!bad' are not a compressed COCO RLE string"),
+        (
+            {"size": [H, W], "counts": [3, 2, 2000]},
+            rf"RLE counts \[3, 2, 2000\] cover 2005 pixels; .* {H * W}",
+        ),
+        ({"size": [H, W], "counts": [3, -2, H * W - 1]}, r"hold a negative run"),
+        ({"size": [H, W + 1], "counts": [H * (W + 1)]}, rf"RLE size \[{H}, {W + 1}\] differs from the image"),
+    ],
+)
+def test_malformed_rle_is_a_problem_naming_file_image_and_annotation(tmp_path, rle, match):
+    write_image(tmp_path / "a.png", W, H)
+    images = [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
+    anns = [{"id": 5, "image_id": 1, "category_id": 7, "segmentation": rle, "iscrowd": 1}]
+    ds = _dataset(tmp_path, images, anns)
+    (error,) = messages(ds)
+    assert error.startswith(f"error: {tmp_path / 'train.json'}, image a.png, annotation 5: ")
+    assert re.search(match, error), error
+    assert ds[0][1]["masks"].shape == (0, H, W)  # left out; the image stays
+    with pytest.raises(DataError, match=match):
+        _dataset(tmp_path, images, anns, strict=True)
+
+
+def test_malformed_rle_found_when_loaded_without_the_image_size(tmp_path):
+    # No size in the JSON and check_images=False: the RLE can only be checked once the image is read.
+    write_image(tmp_path / "a.png", W, H)
+    images = [{"id": 1, "file_name": "a.png"}]
+    rle = {"size": [H, W + 1], "counts": [H * (W + 1) - 3, 3]}
+    anns = [{"id": 5, "image_id": 1, "category_id": 7, "segmentation": rle}]
+    ds = _dataset(tmp_path, images, anns, check_images=False)
+    assert ds.problems == []
+    with pytest.raises(
+        DataError, match=r"train\.json, image a\.png, annotation 5: RLE size \[16, 21\] differs"
+    ):
+        ds[0]

@@ -24,7 +24,7 @@ from maskrcnn.data.dataset import (
     Transform,
 )
 
-__all__ = ["CocoDataset", "read_json"]
+__all__ = ["CocoDataset", "is_id", "read_json"]
 
 
 def read_json(path: Path, expected: str) -> Any:
@@ -54,6 +54,12 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_id(value: Any) -> bool:
+    """A COCO image or annotation id: an integer, or a non-empty string (some exporters write
+    ``"id": "img6"``; they match by equality like integer ids)."""
+    return is_int(value) or (isinstance(value, str) and bool(value))
+
+
 def is_number(value: Any) -> bool:
     """A numeric JSON value (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -66,7 +72,10 @@ class CocoDataset(AnnotatedDataset):
     ``category_ids[label - 1]`` gives the id back for writing results, ``class_names`` are the categories'
     names. ``iscrowd: 1`` annotations are kept as crowd instances (the target's ``iscrowd``). Images without
     annotations are kept as negatives. ``ImageRecord.image_id`` is the COCO id and ``extra["file_name"]``
-    the file name as written.
+    the file name as written. Image and annotation ids may also be strings (``"id": "img6"``, as some
+    exporters write): the targets' ``image_id`` must be an integer, so when any image id is a string every
+    image's ``image_id`` is its 1-based position in ``images`` instead, and ``extra["coco_id"]`` keeps the
+    file's own id.
 
     Errors (the instance, or the image, is left out and the problem kept in ``problems``; ``strict=True``
     raises :class:`DataError` instead): a duplicate image id (the later image), a duplicate annotation id
@@ -115,21 +124,24 @@ class CocoDataset(AnnotatedDataset):
         label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
 
         log = ProblemLog(str(path), strict=strict)
-        records: dict[int, ImageRecord] = {}
-        skipped: set[int] = set()  # ids of images listed but unusable: their annotations go silently
+        # Keyed by the file's own id (an int or a string): what annotations' image_id refer to.
+        records: dict[int | str, ImageRecord] = {}
+        skipped: set[int | str] = set()  # ids of images listed but unusable: their annotations go silently
+        numbered = any(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data["images"])
         for index, entry in enumerate(data["images"]):
-            record = self._read_image(entry, index, root, log, records, skipped)
+            record = self._read_image(entry, index, root, log, records, skipped, numbered=numbered)
             if record is None:
                 image_id = entry.get("id") if isinstance(entry, dict) else None
-                if is_int(image_id) and image_id not in records:
+                if is_id(image_id) and image_id not in records:
                     skipped.add(image_id)  # reported as malformed; its annotations need no second message
                 continue
+            key = entry["id"]
             if check_images and not log.check_image(record):
-                skipped.add(record.image_id)
+                skipped.add(key)
                 continue
-            records[record.image_id] = record
+            records[key] = record
 
-        seen: set[int] = set()
+        seen: set[int | str] = set()
         for index, entry in enumerate(annotations):
             if not isinstance(entry, dict):
                 log.report(
@@ -139,13 +151,16 @@ class CocoDataset(AnnotatedDataset):
                 )
                 continue
             ann_id = entry.get("id")
-            ref = f"annotation {ann_id}" if is_int(ann_id) else f"annotations[{index}]"
+            ref = f"annotation {ann_id}" if is_id(ann_id) else f"annotations[{index}]"
             image_id = entry.get("image_id")
-            record = records.get(image_id) if is_int(image_id) else None
+            record = records.get(image_id) if is_id(image_id) else None
             image_ref = record.ref if record is not None else ""
-            if not is_int(ann_id):
+            if not is_id(ann_id):
                 log.report(
-                    "error", f"annotation id {ann_id!r} is not an integer", image=image_ref, annotation=ref
+                    "error",
+                    f"annotation id {ann_id!r} is not an integer or a string",
+                    image=image_ref,
+                    annotation=ref,
                 )
                 continue
             if ann_id in seen:
@@ -153,7 +168,7 @@ class CocoDataset(AnnotatedDataset):
                 continue
             seen.add(ann_id)
             if record is None:
-                if not (is_int(image_id) and image_id in skipped):
+                if not (is_id(image_id) and image_id in skipped):
                     log.report("error", f"image_id {image_id!r} is not in 'images'", annotation=ref)
                 continue
             category_id = entry.get("category_id")
@@ -191,10 +206,15 @@ class CocoDataset(AnnotatedDataset):
         index: int,
         root: Path,
         log: ProblemLog,
-        records: dict[int, ImageRecord],
-        skipped: set[int],
+        records: dict[int | str, ImageRecord],
+        skipped: set[int | str],
+        *,
+        numbered: bool,
     ) -> ImageRecord | None:
-        """One ``images`` entry as a record, or ``None`` (reported) when it is malformed or a duplicate."""
+        """One ``images`` entry as a record, or ``None`` (reported) when it is malformed or a duplicate.
+
+        ``numbered``: the file has string ids, so the record's ``image_id`` is ``index + 1``.
+        """
         if not isinstance(entry, dict):
             log.report(
                 "error", f"image entry is {type(entry).__name__}, not an object", image=f"images[{index}]"
@@ -206,12 +226,12 @@ class CocoDataset(AnnotatedDataset):
         if not isinstance(file_name, str) or not file_name:
             log.report("error", f"file_name {file_name!r} is not a file name", image=ref)
             return None
-        if not is_int(image_id):
-            log.report("error", f"image id {image_id!r} is not an integer", image=ref)
+        if not is_id(image_id):
+            log.report("error", f"image id {image_id!r} is not an integer or a string", image=ref)
             return None
         if image_id in records or image_id in skipped:
             first = records[image_id].ref if image_id in records else "an unusable image"
-            log.report("error", f"duplicate image id {image_id} (first used by {first})", image=ref)
+            log.report("error", f"duplicate image id {image_id!r} (first used by {first})", image=ref)
             return None
         height, width = entry.get("height"), entry.get("width")
         if (
@@ -222,12 +242,12 @@ class CocoDataset(AnnotatedDataset):
             log.report("error", f"height {height!r} / width {width!r} are not positive integers", image=ref)
             return None
         return ImageRecord(
-            image_id=image_id,
+            image_id=index + 1 if numbered else image_id,
             path=root / file_name,
             height=height if is_int(height) and is_int(width) else None,
             width=width if is_int(height) and is_int(width) else None,
             ref=file_name,
-            extra={"file_name": file_name},
+            extra={"file_name": file_name, "coco_id": image_id} if numbered else {"file_name": file_name},
         )
 
 
