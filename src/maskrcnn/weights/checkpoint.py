@@ -188,7 +188,7 @@ def load_checkpoint(
         return _foreign(path, state, resolved.entry, class_names, device)
     config = config_from_dict(ModelConfig, info["config"])
     model = build_model(config)
-    load_weights(model, state, where=str(path))
+    _all_loaded(load_weights(model, state, where=str(path)), state, config, str(path))
     return Checkpoint(model.to(device), config, list(info["class_names"]), dict(info.get("extra", {})))
 
 
@@ -212,11 +212,22 @@ def _foreign(
     config = architecture.config
     names = _class_names(config.num_classes, entry, class_names, where)
     model = build_model(config)
-    load_weights(model, state, where=where)
+    _all_loaded(load_weights(model, state, where=where), state, config, where)
     source = entry.name if entry is not None else path.name
     log.info("%s: %s with %d classes", where, architecture.name, config.num_classes - 1)
     extra = {"source": source, "architecture": architecture.name}
     return Checkpoint(model.to(device), config, names, extra)
+
+
+def _all_loaded(report: LoadReport, state: Mapping[str, Tensor], config: ModelConfig, where: str) -> None:
+    """A model to run must hold every tensor of its file: the class-dependent layers that
+    :func:`load_weights` re-initialises for a training with other classes are an error here."""
+    if report.reinitialised:
+        key = report.reinitialised[0]
+        raise ValueError(
+            f"{where}: {key} has shape {list(state[key].shape)}, which does not fit the "
+            f"{config.num_classes - 1} classes of the config stored with it (was the file edited?)"
+        )
 
 
 def _class_names(
