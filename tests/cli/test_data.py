@@ -71,3 +71,19 @@ def test_inspect_and_convert(tmp_path, capsys):
     assert [back.image_reference(i).rsplit("/", 1)[-1] for i in range(len(back))] == ["a.png", "b.png"]
     assert back[0][1]["labels"].tolist() == [1]
     assert main(["convert", "--from", "via", str(path), "--to", "coco", str(coco), "--strict"]) == 1
+
+
+def test_format_is_detected_when_not_given(tmp_path, capsys):
+    path = _via_dataset(tmp_path / "via")
+    assert main(["check-data", str(path)]) == 1  # the broken polygon and image of _via_dataset
+    captured = capsys.readouterr()
+    assert f"data: detected format via ({path})" in captured.err
+    assert "instances per class: object 1" in captured.out
+    coco = tmp_path / "coco.json"
+    assert main(["convert", str(path), "--to", "coco", str(coco)]) == 0
+    assert main(["check-data", "--format", "auto", str(coco)]) == 0
+    assert f"data: detected format coco ({coco})" in capsys.readouterr().err
+    assert main(["check-data", str(tmp_path / "via" / "a.png")]) == 1
+    assert "a.png: not a dataset format that can be detected (a .png file" in capsys.readouterr().err
+    assert main(["check-data"]) == 1
+    assert "error: no dataset path to detect the format from; pass --format" in capsys.readouterr().err

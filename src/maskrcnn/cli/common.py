@@ -99,15 +99,16 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, *, format_flag: str = "--format") -> None:
-    """``--format`` (or ``--from``) with the readers' names, and ``-o KEY=VALUE`` reader options."""
-    from maskrcnn.data.formats import FORMATS
+    """``--format`` (or ``--from``) with the readers' names or ``auto`` (the default: told from the path),
+    and ``-o KEY=VALUE`` reader options."""
+    from maskrcnn.data.formats import AUTO, FORMATS
 
     parser.add_argument(
         format_flag,
         dest="format",
-        required=True,
-        choices=sorted(FORMATS),
-        help="annotation format",
+        default=AUTO,
+        choices=[AUTO, *sorted(FORMATS)],
+        help="annotation format (default auto: detected from the path, and said on stderr)",
     )
     parser.add_argument(
         "-o",
@@ -147,12 +148,20 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_data(format: str, path: str | None, options: Sequence[str], *, strict: bool = False) -> Any:
     """The dataset ``--format``, the path and ``-o`` options name (an ``InstanceDataset``); an unknown
-    option, unreadable data, or (with ``strict``) any problem raises ``DataError`` naming it."""
+    option, unreadable data, or (with ``strict``) any problem raises ``DataError`` naming it.
+
+    ``format`` ``auto`` is detected from the path, and the format found said in one line on stderr.
+    """
     from maskrcnn.data import load_dataset
+    from maskrcnn.data.formats import AUTO, resolve_format
 
     kwargs = reader_options(options)
     if strict:
         kwargs["strict"] = True
+    if format == AUTO:
+        format = resolve_format(format, path)
+        if not rank_label():  # once per launch, not once per torchrun process
+            print(f"data: detected format {format} ({path})", file=sys.stderr)
     return load_dataset(format, path, **kwargs)
 
 

@@ -1,7 +1,8 @@
 """Readers for the annotation formats people use, each a dataset class and a ``--format`` name.
 
 ``load_dataset(format, path, **options)`` is the one entry point; see :data:`FORMATS` for the names and
-each reader's docstring for its options.
+each reader's docstring for its options. ``format`` may be ``None`` or ``"auto"``: the format is then told
+from the path (:func:`~maskrcnn.data.formats.detect.detect_format`, through :func:`resolve_format`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from maskrcnn.data.dataset import DataError, InstanceDataset
 
-__all__ = ["FORMATS", "load_dataset", "reader_class"]
+__all__ = ["AUTO", "FORMATS", "load_dataset", "reader_class", "resolve_format"]
 
 # --format name -> (module, class). Imported on use, so that one reader's optional needs never slow or
 # break the others.
@@ -27,6 +28,22 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
+AUTO = "auto"  # the format name that means "detect it from the path"
+
+
+def resolve_format(format: str | None, path: Any = None) -> str:
+    """``format`` itself, or for ``None`` / ``"auto"`` the format detected from ``path``.
+
+    Raises:
+        DataError: detection finds no format, or several (the message says what it saw).
+    """
+    if format is not None and format != AUTO:
+        return format
+    from maskrcnn.data.formats.detect import detect_format
+
+    return detect_format(path)
+
+
 def reader_class(format: str) -> type[InstanceDataset]:
     """The dataset class of a format name."""
     if format not in FORMATS:
@@ -35,11 +52,11 @@ def reader_class(format: str) -> type[InstanceDataset]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_dataset(format: str, path: Any = None, **options: Any) -> InstanceDataset:
+def load_dataset(format: str | None, path: Any = None, **options: Any) -> InstanceDataset:
     """Read a dataset: ``load_dataset("via", "balloon/train/via_region_data.json")``.
 
     Args:
-        format: one of :data:`FORMATS`.
+        format: one of :data:`FORMATS`, or ``None`` / ``"auto"`` to detect it from ``path``.
         path: what the format reads (a JSON file, a folder, a data YAML; ``None`` for ``shapes``).
         **options: the reader's options (e.g. ``image_dir=`` for COCO, ``strict=True`` for all).
 
@@ -50,6 +67,7 @@ def load_dataset(format: str, path: Any = None, **options: Any) -> InstanceDatas
         DataError: an option the reader does not take (named with the ones it takes), or the data's own
             problems (see the reader).
     """
+    format = resolve_format(format, path)
     cls = reader_class(format)
     args = (path,) if path is not None else ()
     try:
