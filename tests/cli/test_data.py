@@ -87,3 +87,22 @@ def test_format_is_detected_when_not_given(tmp_path, capsys):
     assert "a.png: not a dataset format that can be detected (a .png file" in capsys.readouterr().err
     assert main(["check-data"]) == 1
     assert "error: no dataset path to detect the format from; pass --format" in capsys.readouterr().err
+
+
+def test_evaluate_says_where_it_looked_for_missing_images(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "instances.json"
+    images = [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}]
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"never read: the data is read first")
+    assert (
+        main(["evaluate", "--weights", str(weights), "--data", str(path), "--out", str(tmp_path / "e")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert f"data: detected format coco ({path})" in err
+    assert (
+        f"error: {path}: none of the images it lists were found (a.png); looked in {tmp_path}/, "
+        f"{tmp_path / 'images'}/, {tmp_path.parent / 'images'}/; pass image_dir="
+    ) in err

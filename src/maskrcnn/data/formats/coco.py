@@ -23,6 +23,7 @@ from maskrcnn.data.dataset import (
     Segmentation,
     Transform,
 )
+from maskrcnn.data.formats.locate import locate_images
 
 __all__ = ["CocoDataset", "is_id", "read_json"]
 
@@ -89,8 +90,10 @@ class CocoDataset(AnnotatedDataset):
         path: the JSON file.
         strict: raise at the first error instead of skipping what it concerns.
         transforms: ``(image, target) -> (image, target)`` augmentation.
-        image_dir: folder the ``file_name`` s are relative to (they may contain sub-folders); defaults to
-            the JSON's folder.
+        image_dir: folder the ``file_name`` s are relative to (they may contain sub-folders); by default the
+            JSON's folder, or where :func:`~maskrcnn.data.formats.locate.locate_images` finds them
+            (``images/`` beside it, ``../images/``, COCO's ``../train2017/``...: a warning says which).
+            When no image is found anywhere (and ``check_images``), :class:`DataError` names the folders.
         check_images: open every image's header at load, to find missing files and check sizes; ``False``
             skips this for very large datasets (sizes then come from the JSON, problems show when an image
             is loaded).
@@ -106,7 +109,6 @@ class CocoDataset(AnnotatedDataset):
         check_images: bool = True,
     ) -> None:
         path = Path(path)
-        root = Path(image_dir) if image_dir is not None else path.parent
         expected = "a COCO instances JSON object with 'images', 'annotations' and 'categories'"
         data = read_json(path, expected)
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -124,6 +126,18 @@ class CocoDataset(AnnotatedDataset):
         label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
 
         log = ProblemLog(str(path), strict=strict)
+        names = [
+            e["file_name"]
+            for e in data["images"]
+            if isinstance(e, dict) and isinstance(e.get("file_name"), str)
+        ]
+        root = locate_images(
+            path,
+            names,
+            log,
+            image_dir=Path(image_dir) if image_dir is not None else None,
+            required=check_images,
+        )
         # Keyed by the file's own id (an int or a string): what annotations' image_id refer to.
         records: dict[int | str, ImageRecord] = {}
         skipped: set[int | str] = set()  # ids of images listed but unusable: their annotations go silently

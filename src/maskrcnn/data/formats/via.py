@@ -21,6 +21,7 @@ from typing import Any
 
 from maskrcnn.data.dataset import AnnotatedDataset, Annotation, DataError, ImageRecord, ProblemLog, Transform
 from maskrcnn.data.formats.coco import is_number, read_json
+from maskrcnn.data.formats.locate import locate_images
 
 __all__ = ["ViaDataset", "ellipse_polygon"]
 
@@ -75,7 +76,10 @@ class ViaDataset(AnnotatedDataset):
         path: the JSON file.
         strict: raise :class:`DataError` at the first error instead of skipping what it concerns.
         transforms: ``(image, target) -> (image, target)`` augmentation.
-        image_dir: folder of the images; defaults to the JSON's folder.
+        image_dir: folder of the images; by default the JSON's folder, or where
+            :func:`~maskrcnn.data.formats.locate.locate_images` finds them (``images/`` beside it,
+            ``../images/``: a warning says which). When no image is found anywhere, :class:`DataError`
+            names the folders looked in.
         class_attribute: the region attribute holding the class, or ``None`` for a single class.
         class_name: the single class's name when ``class_attribute`` is ``None``.
         class_names: the classes and their order (labels 1..K); needs ``class_attribute``.
@@ -95,9 +99,14 @@ class ViaDataset(AnnotatedDataset):
         if class_names is not None and class_attribute is None:
             raise ValueError("ViaDataset: class_names needs class_attribute (the region attribute to read)")
         path = Path(path)
-        root = Path(image_dir) if image_dir is not None else path.parent
         entries = _image_entries(path, read_json(path, _EXPECTED))
         log = ProblemLog(str(path), strict=strict)
+        root = locate_images(
+            path,
+            [entry["filename"] for _, entry in entries],
+            log,
+            image_dir=Path(image_dir) if image_dir is not None else None,
+        )
 
         fixed = list(class_names) if class_names is not None else None
         found: set[str] = set()
