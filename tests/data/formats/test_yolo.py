@@ -146,8 +146,9 @@ def test_yolo_yaml_problems(tmp_path: Path) -> None:
     _dataset(tmp_path, {"a": None})
     with pytest.raises(DataError, match="no 'val' entry"):
         YoloDataset(_yaml(tmp_path / "d1.yaml", "train: images/train\nnames: [p]\n"), split="val")
-    with pytest.raises(DataError, match=r"not a folder or a \.txt list"):
-        YoloDataset(_yaml(tmp_path / "d2.yaml", "train: images/nope\nnames: [p]\n"))
+    # (A missing train entry would be read from images/train beside the YAML, with a warning.)
+    with pytest.raises(DataError, match=r"'test' entry 'images/nope' .* not a folder or a \.txt list"):
+        YoloDataset(_yaml(tmp_path / "d2.yaml", "test: images/nope\nnames: [p]\n"), split="test")
     with pytest.raises(DataError, match=r"indices must be 0\.\.1"):
         YoloDataset(_yaml(tmp_path / "d3.yaml", "train: images/train\nnames: {0: a, 2: b}\n"))
     with pytest.raises(DataError, match="no 'names'"):
@@ -170,3 +171,35 @@ def test_yolo_roboflow_export_layout(tmp_path: Path) -> None:
     ds = YoloDataset(data, split="val")
     assert [r.ref for r in ds.records] == ["valid/images/a.jpg"]
     assert ds[0][1]["boxes"].tolist() == [[3, 2, 10, 6]]
+
+
+def _warnings(dataset) -> list[str]:
+    return [p.message for p in dataset.problems if p.severity == "warning"]
+
+
+def test_paths_of_another_machine_are_read_from_the_layout_beside_the_yaml(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": f"0 {RECT}\n"})
+    windows = "C:\\Users\\me\\data\\images\\train"
+    path = _yaml(tmp_path / "data.yaml", f"path: /content/datasets/x\ntrain: {windows}\nnames: [cell]\n")
+    ds = YoloDataset(path)
+    assert ds[0][1]["boxes"].tolist() == [[3, 2, 10, 6]]
+    assert _warnings(ds) == [
+        f"the root '/content/datasets/x' (its 'path') is not a folder; read {tmp_path}/",
+        f"'train' entry {windows!r} does not exist; read {tmp_path / 'images' / 'train'}/ (beside the YAML)",
+    ]
+    # Roboflow's layout: <split>/images and <split>/labels, "valid" for val.
+    rgb(tmp_path / "rf" / "valid" / "images" / "v.png", H, W)
+    (tmp_path / "rf" / "valid" / "labels").mkdir()
+    (tmp_path / "rf" / "valid" / "labels" / "v.txt").write_text(f"0 {RECT}\n")
+    path = _yaml(
+        tmp_path / "rf" / "data.yaml",
+        "train: ../train/images\nval: D:/exports/rf/valid/images\nnames: [cell]\n",
+    )
+    ds = YoloDataset(path, split="val")
+    assert ds.records[0].path == tmp_path / "rf" / "valid" / "images" / "v.png"
+    assert ds[0][1]["labels"].tolist() == [1]
+    assert len(_warnings(ds)) == 1
+    with pytest.raises(
+        DataError, match=r"'train' entry '\.\./train/images' .* is not a folder or a \.txt list"
+    ):
+        YoloDataset(path)

@@ -109,13 +109,20 @@ class YoloDataset(AnnotatedDataset):
         class_names = _class_names(data, yaml_path)
         root = Path(str(data["path"])) if data.get("path") else Path()
         root = root if root.is_absolute() else yaml_path.parent / root
-        if not root.is_dir():
-            raise DataError(f"{yaml_path}: the root {root} (its 'path') is not a folder")
         if data.get(split) is None:
             splits = [k for k in ("train", "val", "test") if data.get(k) is not None]
             raise DataError(f"{yaml_path}: no {split!r} entry (splits given: {', '.join(splits) or 'none'})")
 
         log = ProblemLog(str(yaml_path), strict=strict)
+        if not root.is_dir():
+            if not _beside(yaml_path, split, str(data[split])):
+                raise DataError(f"{yaml_path}: the root {root} (its 'path') is not a folder")
+            # The YAML was written on another machine (a Colab /content/..., a C:\ path): its folder is
+            # where the dataset is now.
+            log.report(
+                "warning", f"the root {data['path']!r} (its 'path') is not a folder; read {yaml_path.parent}/"
+            )
+            root = yaml_path.parent
         problems = log.problems  # label files get their own logs; everything lands here in order
         images = self._list_images(data[split], root, yaml_path, split, log)
         records: list[ImageRecord] = []
@@ -172,6 +179,11 @@ class YoloDataset(AnnotatedDataset):
             if not where.exists() and item.startswith("../") and (root / item[3:]).exists():
                 # Roboflow's exports say "../train/images" next to train/ (Ultralytics accepts it too).
                 where = root / item[3:]
+            elif not where.exists() and (found := _beside(yaml_path, split, item)) is not None:
+                log.report(
+                    "warning", f"{split!r} entry {item!r} does not exist; read {found}/ (beside the YAML)"
+                )
+                where = found
             if where.is_dir():
                 images += sorted(p for p in where.rglob("*") if p.is_file() and is_image_file(p))
             elif where.is_file() and where.suffix.lower() == ".txt":
@@ -225,6 +237,24 @@ class YoloDataset(AnnotatedDataset):
             cls, coords = parsed
             polygon = [v * (width if k % 2 == 0 else height) for k, v in enumerate(coords)]
             log.add_annotation(record, Annotation(cls + 1, [polygon], ref=ref))
+
+
+def _beside(yaml_path: Path, split: str, item: str) -> Path | None:
+    """The split's image folder in a standard layout beside the YAML, for an entry that does not exist.
+
+    Exports carry the paths of the machine that wrote them (``C:\\Users\\me\\data\\images\\train``,
+    ``../train/images``): tried are ``images/<name>`` (Ultralytics) and ``<name>/images`` (Roboflow) for
+    the split's name, the entry's last folder name that is not ``images``, and ``valid`` for ``val``
+    (Roboflow's name).
+    """
+    parts = [p for p in item.replace("\\", "/").split("/") if p and p not in (".", "..", "images")]
+    names = [split, *parts[-1:], *(["valid"] if split == "val" else [])]
+    here = yaml_path.parent
+    for name in dict.fromkeys(names):
+        for folder in (here / "images" / name, here / name / "images"):
+            if folder.is_dir():
+                return folder
+    return None
 
 
 def _parse_line(tokens: list[str], num_classes: int) -> tuple[int, list[float]] | str:
