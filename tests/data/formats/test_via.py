@@ -223,3 +223,29 @@ def test_malformed_files_raise(tmp_path, text, match):
 def test_class_names_need_an_attribute(tmp_path):
     with pytest.raises(ValueError, match="class_attribute"):
         ViaDataset(tmp_path / "x.json", class_names=["a"])
+
+
+def test_a_sole_region_attribute_is_the_class(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    regions = [region(rect(1, 1, 4, 4), kind="cat"), region(rect(8, 8, 4, 4), kind="dog")]
+    metadata = entry("a.png", regions)
+    project = {
+        "_via_settings": {},
+        "_via_img_metadata": metadata,
+        "_via_attributes": {"region": {"kind": {}}},
+    }
+    for data in (project, metadata):  # the project's definition, or the one key of every region
+        path = write_json(tmp_path / "via.json", data)
+        ds = ViaDataset(path)
+        assert ds.class_names == ["cat", "dog"]
+        assert ds[0][1]["labels"].tolist() == [1, 2]
+        assert messages(ds, "warning") == [
+            f"warning: {path}: classes read from the region attribute 'kind', the only one; pass "
+            "class_attribute= or class_name= (one class) to choose"
+        ]
+        assert ViaDataset(path, class_name="pet").class_names == ["pet"]  # a single class, as asked
+    # Two attributes, or a region without one: nothing to guess, one class as before.
+    two = entry("a.png", [region(rect(1, 1, 4, 4), kind="cat", colour="red")])
+    assert ViaDataset(write_json(tmp_path / "two.json", two)).class_names == ["object"]
+    some = entry("a.png", [region(rect(1, 1, 4, 4), kind="cat"), region(rect(8, 8, 4, 4))])
+    assert ViaDataset(write_json(tmp_path / "some.json", some)).class_names == ["object"]

@@ -64,8 +64,10 @@ class ViaDataset(AnnotatedDataset):
     text (VIA's text, dropdown or radio attributes) or checkbox options (``{"balloon": true}``, exactly one
     true); a region without it, or with an empty value, is an error. The classes are ``class_names`` when
     given (other values are errors), else every value found in the file, sorted (found in all regions, so
-    that a missing image does not change the class list). Without ``class_attribute`` every region is one
-    class, ``class_name``.
+    that a missing image does not change the class list). Without ``class_attribute`` nor ``class_name``,
+    a file with a sole region attribute uses it (with a warning saying so): the one attribute a 2.x project
+    defines in ``_via_attributes["region"]``, or, in any file, the one key every region's
+    ``region_attributes`` has. Otherwise every region is one class, ``class_name`` (``"object"``).
 
     Images listed without regions are negatives. ``ImageRecord.image_id`` is the entry's position in the
     file (0-based) and ``extra["via_key"]`` its VIA key. Problems (see
@@ -81,7 +83,8 @@ class ViaDataset(AnnotatedDataset):
             ``../images/``: a warning says which). When no image is found anywhere, :class:`DataError`
             names the folders looked in.
         class_attribute: the region attribute holding the class, or ``None`` for a single class.
-        class_name: the single class's name when ``class_attribute`` is ``None``.
+        class_name: the single class's name when ``class_attribute`` is ``None`` (``"object"``); giving it
+            keeps a file's sole region attribute from being read as the class.
         class_names: the classes and their order (labels 1..K); needs ``class_attribute``.
     """
 
@@ -93,14 +96,24 @@ class ViaDataset(AnnotatedDataset):
         transforms: Transform | None = None,
         image_dir: str | os.PathLike[str] | None = None,
         class_attribute: str | None = None,
-        class_name: str = "object",
+        class_name: str | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
         if class_names is not None and class_attribute is None:
             raise ValueError("ViaDataset: class_names needs class_attribute (the region attribute to read)")
         path = Path(path)
-        entries = _image_entries(path, read_json(path, _EXPECTED))
+        data = read_json(path, _EXPECTED)
+        entries = _image_entries(path, data)
         log = ProblemLog(str(path), strict=strict)
+        if class_attribute is None and class_name is None:
+            class_attribute = _sole_attribute(data, entries)
+            if class_attribute is not None:
+                log.report(
+                    "warning",
+                    f"classes read from the region attribute {class_attribute!r}, the only one; pass "
+                    "class_attribute= or class_name= (one class) to choose",
+                )
+        class_name = class_name if class_name is not None else "object"
         root = locate_images(
             path,
             [entry["filename"] for _, entry in entries],
@@ -206,6 +219,25 @@ def _image_entries(path: Path, data: Any) -> list[tuple[str, dict[str, Any]]]:
             raise DataError(f"{path}: entry {key!r} has no 'filename'; expected {_EXPECTED}")
         entries.append((key, entry))
     return entries
+
+
+def _sole_attribute(data: Any, entries: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The region attribute that can only be the class: the one a VIA 2.x project defines, else the one
+    key of every region's ``region_attributes``; ``None`` when there is no such single attribute."""
+    attributes = data.get("_via_attributes") if isinstance(data, dict) else None
+    defined = attributes.get("region") if isinstance(attributes, dict) else None
+    if isinstance(defined, dict) and len(defined) == 1:
+        return str(next(iter(defined)))
+    keys: set[str] = set()
+    for _, entry in entries:
+        for _, region in _regions(entry.get("regions", [])) or []:
+            values = region.get("region_attributes")
+            if not isinstance(values, dict) or len(values) != 1:
+                return None
+            keys.update(values)
+            if len(keys) > 1:
+                return None
+    return keys.pop() if keys else None
 
 
 def _regions(regions: Any) -> list[tuple[str, dict[str, Any]]] | None:
