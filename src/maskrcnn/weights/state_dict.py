@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
         except SafetensorError as e:  # a truncated or foreign file
             raise ValueError(f"cannot read checkpoint {path}: not a valid safetensors file ({e})") from e
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Said for any file pickled with a newer protocol (a plain pickle.dump): the file is then
+            # read or refused on its own merits, and the warning would only be noise on the terminal.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         first_line = str(e).splitlines()[0] if str(e) else ""
         raise ValueError(
