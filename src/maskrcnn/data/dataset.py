@@ -53,6 +53,7 @@ __all__ = [
     "base_dataset",
     "build_target",
     "check_annotation",
+    "polygon_area",
     "rasterize",
     "read_mask_file",
     "resolve_index",
@@ -161,7 +162,8 @@ class ImageRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _polygon_area(part: Sequence[float]) -> float:
+def polygon_area(part: Sequence[float]) -> float:
+    """The area enclosed by one flat ``[x1, y1, x2, y2, ...]`` polygon part (shoelace formula)."""
     xs, ys = np.asarray(part[0::2], dtype=np.float64), np.asarray(part[1::2], dtype=np.float64)
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
 
@@ -265,7 +267,7 @@ def check_annotation(
             ]
         if not all(math.isfinite(v) for v in part):
             return [("error", f"polygon part {k} has a non-finite coordinate")]
-        total += _polygon_area(part)
+        total += polygon_area(part)
     if total == 0.0:
         return [("error", "zero-area instance (its polygon encloses no area)")]
     if height is not None and width is not None:
@@ -702,6 +704,27 @@ class ProblemLog:
         if self.strict and severity == "error":
             raise DataError(str(problem))
         self.problems.append(problem)
+
+    def report_many(self, severity: str, message: str, items: Sequence[str], *, shown: int = 5) -> None:
+        """One problem for many items of one kind (``message`` says what they share), with their count and
+        the first ``shown`` named: a thousand negatives are one line, not a thousand."""
+        if items:
+            names = ", ".join(items[:shown]) + (" ..." if len(items) > shown else "")
+            self.report(severity, f"{len(items)} {message}: {names}")
+
+    def report_empty_classes(
+        self,
+        records: Sequence[ImageRecord],
+        class_names: Sequence[str],
+        category_ids: Sequence[int] | None = None,
+    ) -> None:
+        """A warning for each class no usable instance has (a placeholder category, as Roboflow's COCO
+        exports carry, or a typo in ``class_names``): it cannot be learnt and shows as AP 0 or -1."""
+        used = {a.label for r in records for a in r.annotations}
+        for label, name in enumerate(class_names, start=1):
+            if label not in used:
+                cid = f" (category id {category_ids[label - 1]})" if category_ids is not None else ""
+                self.report("warning", f"class {name!r}{cid} has no instances")
 
     def add_annotation(self, record: ImageRecord, annotation: Annotation) -> bool:
         """Validate ``annotation`` against the record's image size; keep it unless it has an error."""

@@ -163,7 +163,8 @@ def test_each_problem_is_reported_with_file_image_and_annotation(tmp_path):
     assert "not an image" in errors[3] or "cannot open" in errors[3]
     assert messages(ds, "warning") == [
         f"warning: {src}, image a.png, annotation 22: coordinates outside the {W}x{H} image "
-        "(x -5.0..8.0, y 2.0..8.0); clipped"
+        "(x -5.0..8.0, y 2.0..8.0); clipped",
+        f"warning: {src}: class 'zebra' (category id 90) has no instances",
     ]
     # What is left: the one good image with its two good instances.
     assert [r.ref for r in ds.records] == ["a.png"]
@@ -186,7 +187,7 @@ def test_strict_raises_on_an_annotation_error(tmp_path):
 def test_check_images_false_trusts_the_json(tmp_path):
     images = [{"id": 1, "file_name": "not_there.png", "height": H, "width": W}]
     anns = [{"id": 1, "image_id": 1, "category_id": 7, "segmentation": [[2, 2, 8, 2, 8, 8]]}]
-    ds = _dataset(tmp_path, images, anns, check_images=False)
+    ds = _dataset(tmp_path, images, anns, check_images=False, categories=[{"id": 7, "name": "cat"}])
     assert ds.problems == []
     assert len(ds) == 1
     assert ds.image_size(0) == (H, W)
@@ -201,7 +202,7 @@ def test_image_truncated_past_its_header_fails_when_loaded(tmp_path):
     Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path, quality=95)
     truncate(path, path.stat().st_size // 2)  # the headers take ~600 bytes of ~30 kB
     ds = _dataset(tmp_path, [{"id": 1, "file_name": "half.jpg", "height": 96, "width": 128}], [])
-    assert ds.problems == []
+    assert messages(ds) == []
     with pytest.raises(ImageError, match=r"half\.jpg"):
         ds[0]
 
@@ -210,7 +211,7 @@ def test_flat_polygon_is_read_with_a_warning_and_sizes_come_from_the_file(tmp_pa
     write_image(tmp_path / "a.png", W, H)
     images = [{"id": 1, "file_name": "a.png"}]  # no size in the JSON: taken from the file
     anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [2, 3, 6, 3, 6, 8, 2, 8]}]
-    ds = _dataset(tmp_path, images, anns)
+    ds = _dataset(tmp_path, images, anns, categories=[{"id": 1, "name": "person"}])
     assert (ds.records[0].height, ds.records[0].width) == (H, W)
     assert messages(ds, "warning") == [
         f"warning: {tmp_path / 'train.json'}, image a.png, annotation 1: segmentation is a flat list of "
@@ -322,9 +323,52 @@ def test_malformed_rle_found_when_loaded_without_the_image_size(tmp_path):
     images = [{"id": 1, "file_name": "a.png"}]
     rle = {"size": [H, W + 1], "counts": [H * (W + 1) - 3, 3]}
     anns = [{"id": 5, "image_id": 1, "category_id": 7, "segmentation": rle}]
-    ds = _dataset(tmp_path, images, anns, check_images=False)
+    ds = _dataset(tmp_path, images, anns, check_images=False, categories=[{"id": 7, "name": "cat"}])
     assert ds.problems == []
     with pytest.raises(
         DataError, match=r"train\.json, image a\.png, annotation 5: RLE size \[16, 21\] differs"
     ):
         ds[0]
+
+
+def test_warnings_for_empty_classes_and_stored_area_or_bbox_far_from_the_mask(tmp_path):
+    write_image(tmp_path / "a.png", 40, 40)
+    square = [[0, 0, 20, 0, 20, 20, 0, 20]]  # area 400, box [0, 0, 20, 20]
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": square,
+            "area": 390,
+            "bbox": [0, 0, 20, 20],
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": square,
+            "area": 100.5,
+            "bbox": [0, 0, 20, 21],
+        },
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": square,
+            "area": 400,
+            "bbox": [15, 15, 20, 20],
+        },
+    ]
+    categories = [{"id": 0, "name": "cells-XY4z"}, {"id": 1, "name": "cell"}]  # Roboflow's placeholder 0
+    images = [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}]
+    ds = _dataset(tmp_path, images, anns, categories=categories)
+    src = tmp_path / "train.json"
+    assert messages(ds, "warning") == [
+        f"warning: {src}, image a.png, annotation 2: stored area 100.5 is more than 2x off the "
+        "segmentation's 400",
+        f"warning: {src}, image a.png, annotation 3: stored bbox [15, 15, 20, 20] overlaps the "
+        "segmentation's box [0, 0, 20, 20] with IoU 0.03 < 0.5",
+        f"warning: {src}: class 'cells-XY4z' (category id 0) has no instances",
+    ]
+    assert [a.ref for a in ds.records[0].annotations] == ["annotation 1", "annotation 2", "annotation 3"]

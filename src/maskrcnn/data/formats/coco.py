@@ -22,8 +22,10 @@ from maskrcnn.data.dataset import (
     ProblemLog,
     Segmentation,
     Transform,
+    polygon_area,
 )
 from maskrcnn.data.formats.locate import locate_images
+from maskrcnn.ops import rle_area
 
 __all__ = ["CocoDataset", "is_id", "read_json"]
 
@@ -203,8 +205,11 @@ class CocoDataset(AnnotatedDataset):
                 iscrowd=bool(entry.get("iscrowd", 0)),
                 ref=ref,
             )
-            log.add_annotation(record, annotation)
+            if log.add_annotation(record, annotation):
+                for message in _stored_disagreements(entry, segmentation):
+                    log.report("warning", message, image=image_ref, annotation=ref)
 
+        log.report_empty_classes(list(records.values()), class_names, category_ids)
         super().__init__(
             list(records.values()),
             class_names,
@@ -263,6 +268,49 @@ class CocoDataset(AnnotatedDataset):
             ref=file_name,
             extra={"file_name": file_name, "coco_id": image_id} if numbered else {"file_name": file_name},
         )
+
+
+# Stored values this far from the segmentation's are another object's, or a conversion gone wrong; the
+# slack (in pixels) keeps tiny objects, where rasterisation alone moves a box by a pixel, quiet.
+_AREA_RATIO = 2.0
+_BOX_IOU = 0.5
+_SLACK = 16.0
+
+
+def _stored_disagreements(entry: dict[str, Any], segmentation: Segmentation) -> list[str]:
+    """What is wrong with an annotation's stored ``area`` and ``bbox`` (not used, as the masks give both,
+    but a sign of a broken export): an area off by more than 2x, a box overlapping the segmentation's by
+    IoU < 0.5. Polygon areas are the shoelace ones; an RLE has its area checked, not its box."""
+    if isinstance(segmentation, dict):
+        area, box = float(rle_area(segmentation)), None
+    elif isinstance(segmentation, list):
+        area = sum(polygon_area(part) for part in segmentation)
+        xs = [v for part in segmentation for v in part[0::2]]
+        ys = [v for part in segmentation for v in part[1::2]]
+        box = (min(xs), min(ys), max(xs), max(ys))
+    else:
+        return []
+    problems = []
+    stored = entry.get("area")
+    if (
+        is_number(stored)
+        and abs(stored - area) > _SLACK
+        and max(stored, area) > _AREA_RATIO * max(min(stored, area), 1e-9)
+    ):
+        problems.append(f"stored area {stored:g} is more than 2x off the segmentation's {area:.0f}")
+    bbox = entry.get("bbox")
+    if box is not None and isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox):
+        x, y, w, h = bbox
+        iw = max(0.0, min(x + w, box[2]) - max(x, box[0]))
+        ih = max(0.0, min(y + h, box[3]) - max(y, box[1]))
+        union = w * h + (box[2] - box[0]) * (box[3] - box[1]) - iw * ih
+        if union > _SLACK and iw * ih < _BOX_IOU * union:
+            mine = [round(box[0], 1), round(box[1], 1), round(box[2] - box[0], 1), round(box[3] - box[1], 1)]
+            problems.append(
+                f"stored bbox {bbox} overlaps the segmentation's box {mine} with IoU {iw * ih / union:.2f}"
+                f" < {_BOX_IOU}"
+            )
+    return problems
 
 
 def _known(ids: list[int]) -> str:
