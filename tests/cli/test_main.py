@@ -86,3 +86,44 @@ def test_a_bug_is_one_line_too_and_the_traceback_comes_on_request(monkeypatch, c
     monkeypatch.setenv("MASKRCNN_TRACEBACK", "1")
     assert main(["info"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def _commands(parser):
+    """Every (sub)command parser with its name path, nested ones included (``weights list``)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield [name], command
+                for more, nested in _commands(command):
+                    yield [name, *more], nested
+
+
+def test_quiet_is_taken_before_and_after_every_command(capsys):
+    from maskrcnn import progress
+
+    parser = build_parser()
+    assert parser.parse_args(["info"]).quiet is False
+    names = [path for path, _ in _commands(parser)]
+    assert ["train"] in names
+    assert ["weights", "list"] in names
+    for path, command in _commands(parser):
+        assert any(a.option_strings == ["-q", "--quiet"] for a in command._actions), path
+    predict = ["predict", "x.png", "--weights", "w", "--out", "o"]
+    for argv in (
+        ["-q", *predict],
+        [*predict, "-q"],
+        ["--quiet", "weights", "list"],
+        ["weights", "list", "-q"],
+    ):
+        assert parser.parse_args(argv).quiet is True, argv
+    assert parser.parse_args(predict).quiet is False
+    try:
+        assert main(["-q", "info"]) == 0
+        assert progress.is_quiet()
+        assert "torch" in capsys.readouterr().out  # the command's result stays
+        assert main(["info"]) == 0
+        assert not progress.is_quiet()  # one command's -q does not reach the next
+    finally:
+        progress.set_quiet(False)

@@ -6,6 +6,10 @@ each one's handler, ``run_<command>(args) -> int``: :mod:`~maskrcnn.cli.info`, :
 :mod:`~maskrcnn.cli.predict` (predict, splash), :mod:`~maskrcnn.cli.weights` (weights list / download,
 convert-weights). :func:`main` turns every problem a handler raises into one
 ``error: ...`` line and exit code 1 (see :mod:`maskrcnn.cli.common`): no traceback reaches the user.
+
+``-q`` / ``--quiet``, before or after the command, is handled here once for all of them: no progress bars
+and no informational lines on stderr (:mod:`maskrcnn.progress`); errors, warnings and what the command
+prints on stdout (its results and the paths it wrote) stay.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from maskrcnn import __version__
 from maskrcnn.cli import data, evaluate, export, info, predict, train, weights
@@ -32,19 +37,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instance segmentation with Mask R-CNN: train, evaluate, predict, color splash.",
     )
     parser.add_argument("--version", action="version", version=f"maskrcnn {__version__}")
+    _add_quiet(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for family in _FAMILIES:
         family.add_parsers(sub)
+    _add_quiet_to_commands(sub)
     return parser
+
+
+_QUIET_HELP = "no progress bars or informational lines (errors, warnings and results are still printed)"
+
+
+def _add_quiet(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help=_QUIET_HELP)
+
+
+def _add_quiet_to_commands(sub: argparse._SubParsersAction) -> None:
+    """``-q`` after the command too (``maskrcnn train ... -q``), in nested commands as well (``weights
+    list``). Their default is no attribute at all, so that a ``-q`` given before the command stands."""
+    for command in sub.choices.values():
+        _add_quiet(command, default=argparse.SUPPRESS)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_quiet_to_commands(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 done, 1 a problem said on stderr, 130 interrupted)."""
     from maskrcnn.engine.distributed import DistributedError
     from maskrcnn.engine.errors import TrainingError
+    from maskrcnn.progress import set_quiet
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_quiet(args.quiet)  # for this command: main() may run several in one process (tests, notebooks)
     if args.command is None:
         parser.print_help()
         return 0

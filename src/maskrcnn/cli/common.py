@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from maskrcnn.config import parse_value
@@ -26,6 +27,7 @@ __all__ = [
     "add_weights_argument",
     "checkpoint_error",
     "load_data",
+    "output_folder",
     "print_error",
     "probability",
     "progress",
@@ -166,7 +168,29 @@ def load_data(format: str, path: str | None, options: Sequence[str], *, strict: 
 
 
 def progress(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
-    """A progress bar on stderr around an iterable of ``total`` images."""
-    from tqdm import tqdm
+    """A progress bar on stderr around an iterable of ``total`` images (see :mod:`maskrcnn.progress`)."""
+    from maskrcnn.progress import bar
 
-    return lambda it: tqdm(it, total=total, desc=desc, unit="img", leave=False, file=sys.stderr)
+    return lambda it: bar(it, total=total, desc=desc, unit="img", leave=False)
+
+
+def output_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """``path`` as a folder the command can write into (it need not exist yet), checked before any work
+    is done so that a wrong ``--out`` costs nothing: a file there, a file where a parent folder should be,
+    or a folder that refuses a file raise :class:`CommandError` naming the flag and the path."""
+    import tempfile
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{flag} {out} is a file; give a folder")
+    existing = out
+    while not existing.exists():  # the deepest part that exists: where the folders will be created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{flag} {out}: {existing} is a file, so the folder cannot be created there")
+    try:  # a real file, not os.access: that says yes to root, and knows nothing of read-only mounts
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise CommandError(f"{flag} {out}: cannot write into {existing} ({e.strerror or e})") from None
+    return out

@@ -7,11 +7,11 @@ folder and renamed when complete, so an interrupted export never leaves a trunca
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from maskrcnn.cli.common import CommandError, add_weights_argument, checkpoint_error, probability
 from maskrcnn.io import atomic_write
+from maskrcnn.progress import inform
 
 __all__ = ["add_parsers", "run_export"]
 
@@ -82,7 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
     model = checkpoint.model
     if args.score_threshold is not None:
         model.roi_heads.score_thresh = args.score_threshold
-    print(f"exporting {args.weights} as {fmt} (tracing the model takes a minute)...", file=sys.stderr)
+    inform(f"exporting {args.weights} as {fmt} (tracing the model takes a minute)...")
     atomic_write(out, lambda tmp: export_model(model, tmp, format=fmt, class_names=checkpoint.class_names))
     size_mb = out.stat().st_size / 1e6
     names = ", ".join(checkpoint.class_names)

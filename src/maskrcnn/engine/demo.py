@@ -9,7 +9,6 @@ the model's predictions on shapes it has never seen (``predictions.png``).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from maskrcnn.engine.evaluation import metrics_summary
 from maskrcnn.engine.run_dir import RunDir
 from maskrcnn.engine.train import train
 from maskrcnn.io import atomic_write
+from maskrcnn.progress import inform
 from maskrcnn.visualize import draw_instances, image_grid
 from maskrcnn.weights import load_checkpoint
 
@@ -98,7 +98,7 @@ def run_demo(
         if announce is not None:
             announce(message)
         else:
-            print(message, file=sys.stderr)
+            inform(message)
     cfg = load_config(run.config) if resume else override(preset("shapes"), overrides or {})
     result = train(cfg, out, resume=resume, announce=announce)
     pictures = prediction_pictures(run.checkpoint("last"), run.predictions)

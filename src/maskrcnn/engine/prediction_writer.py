@@ -41,6 +41,7 @@ from maskrcnn.engine.predictor import Detections, Predictor
 from maskrcnn.engine.sources import MediaFile, Mode, mask_path, output_path
 from maskrcnn.engine.video import VideoError, VideoReader, VideoWriter
 from maskrcnn.io import atomic_write, write_json
+from maskrcnn.progress import bar as progress_bar
 from maskrcnn.visualize import color_splash, draw_instances, random_colors, to_pil
 
 __all__ = ["RESULTS_FILE", "PredictionWriter", "detections_to_coco", "write_predictions"]
@@ -151,12 +152,11 @@ class PredictionWriter:
         """Read (skipping unreadable files), predict in batches, draw and save each image."""
         if not files:
             return
-        bar = tqdm(
+        bar = progress_bar(
             total=len(files),
             desc=self.mode,
             unit="img",
             leave=False,
-            file=sys.stderr,
             disable=distributed.rank() != 0,
         )
 
@@ -191,12 +191,11 @@ class PredictionWriter:
         frame_index = 0
         try:
             with VideoReader(file.path) as reader, VideoWriter(path, reader.info.fps) as writer:
-                bar = tqdm(
+                bar = progress_bar(
                     total=reader.info.frames,
                     desc=file.path.name,
                     unit="frame",
                     leave=False,
-                    file=sys.stderr,
                     disable=distributed.rank() != 0,
                 )
                 with bar:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from maskrcnn.engine.hooks import BestCheckpoint, Hook
 from maskrcnn.engine.run_dir import RunDir
 from maskrcnn.engine.signals import StopSignals
 from maskrcnn.engine.trainer import Trainer
+from maskrcnn.progress import inform
 
 __all__ = ["TrainResult", "TrainingError", "train"]
 
@@ -59,7 +59,8 @@ def train(
     Args:
         resume: continue the run saved in ``out_dir`` exactly where it stopped.
         progress: show progress bars (rank 0).
-        announce: where messages go (default: the log and the terminal through tqdm; rank 0 only).
+        announce: where messages go besides the log (default: stderr, above the progress bar, unless
+            :func:`maskrcnn.progress.set_quiet`; rank 0 only).
         hooks: more hooks, run after the default ones (their state is saved and resumed too).
 
     Returns:
@@ -94,8 +95,6 @@ def _train(
     announce: Callable[[str], None] | None,
     hooks: Sequence[Hook],
 ) -> TrainResult:
-    from tqdm import tqdm
-
     def say(message: str) -> None:
         if not group.is_main:
             log.debug("rank %d: %s", group.rank, message)
@@ -104,7 +103,7 @@ def _train(
         if announce is not None:
             announce(message)
         else:
-            tqdm.write(message, file=sys.stderr)
+            inform(message)
 
     if not resume and run_dir.holds_run():
         raise TrainingError(

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from maskrcnn import __version__
 from maskrcnn.io import move_into_place
+from maskrcnn.progress import bar as progress_bar
 
 __all__ = ["DownloadError", "NotFetched", "download", "hash_matches", "sha256_of"]
 
@@ -148,7 +149,7 @@ def download(
         received = start
         with (
             open(part, "ab" if start else "wb") as f,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=start,
                 desc=target.name,

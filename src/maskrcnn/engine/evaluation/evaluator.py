@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
 from maskrcnn.engine.inference import binary_masks, run_model
 from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.progress import bar as progress_bar
 from maskrcnn.weights.coco import UNUSED_CLASS
 
 __all__ = ["Evaluation", "evaluate", "match_classes"]
@@ -196,8 +196,6 @@ def _detect(
     """Run ``model`` (called through ``run``: :func:`~maskrcnn.engine.inference.run_model`) over ``part``
     (``dataset`` itself, or this process's share of it): its ground truth, COCO results and unreadable
     images."""
-    from tqdm import tqdm
-
     from maskrcnn.data import make_data_loader
     from maskrcnn.engine import distributed
 
@@ -216,12 +214,11 @@ def _detect(
                 num_workers=num_workers,
                 aspect_ratio_grouping=False,
             )
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(part),
                 desc="evaluating" + share,
                 unit="img",
                 leave=False,
-                file=sys.stderr,
                 disable=not progress or distributed.rank() != 0,
             )
             with bar:
