@@ -110,3 +110,28 @@ def test_config_files_are_read_in_the_same_dialect(tmp_path):
     assert (cfg.train.amp, cfg.train.lr, cfg.model.backbone.fpn_norm) == ("off", 0.001, "none")
     save_config(cfg, path)
     assert load_config(path) == cfg
+
+
+def test_val_split_is_a_fraction_instead_of_a_validation_set():
+    from maskrcnn.config import preset
+
+    coco = preset("coco")
+    assert override(coco, {"data.val_split": "0.2"}).data.val_split == 0.2
+    for value in ("0", "1", "1.5"):
+        with pytest.raises(ValueError, match=rf"data.val_split={float(value)} \(a fraction in \(0, 1\)"):
+            override(coco, {"data.val_split": value})
+    with pytest.raises(ValueError, match=r"data.val_split=0.2 and data.val='val.json': give one of them"):
+        override(coco, {"data.val_split": "0.2", "data.val": "val.json"})
+    with pytest.raises(ValueError, match=r"set data.val_options=\{\} to split the training shapes"):
+        override(preset("shapes"), {"data.val_split": "0.2"})
+    split = override(preset("shapes"), {"data.val_split": "0.2", "data.val_options": "{}"})
+    assert split.data.val_split == 0.2
+
+
+def test_a_mapping_set_whole_then_by_key_keeps_both():
+    from maskrcnn.config import preset
+
+    cfg = override(
+        preset("coco"), {"data.train_options": "{image_dir: a, x: 1}", "data.train_options.x": "2"}
+    )
+    assert cfg.data.train_options == {"image_dir": "a", "x": 2}

@@ -265,6 +265,9 @@ class DataConfig:
             ``shapes``).
         train: what the reader reads for training (JSON, folder, data YAML; nothing for ``shapes``).
         val: the same for validation (optional: without it, no validation).
+        val_split: instead of ``val``, hold out this fraction of the training images (in (0, 1), e.g.
+            0.2) for validation: by image, seeded by ``train.seed``, stratified by class, saved in the
+            run directory (``split.json``) so that ``--resume`` keeps it.
         train_options: reader options for the training data (e.g. ``{"image_dir": "images"}``).
         val_options: reader options for the validation data.
         batch_size: images per optimizer step (before gradient accumulation), per process.
@@ -277,6 +280,7 @@ class DataConfig:
     format: str = "coco"
     train: str | None = None
     val: str | None = None
+    val_split: float | None = None
     train_options: dict[str, Any] = field(default_factory=dict)
     val_options: dict[str, Any] = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -425,6 +429,16 @@ def validate_run(cfg: Config) -> None:
         problems.append(f"train.dist_timeout={t.dist_timeout} (seconds, positive)")
     if t.ema is not None and not 0 < t.ema < 1:
         problems.append(f"train.ema={t.ema} (a decay in (0, 1), e.g. 0.999)")
+    if d.val_split is not None:
+        if not 0 < d.val_split < 1:
+            problems.append(f"data.val_split={d.val_split} (a fraction in (0, 1), e.g. 0.2)")
+        if d.val is not None:
+            problems.append(f"data.val_split={d.val_split} and data.val={d.val!r}: give one of them")
+        elif d.format == "shapes" and d.val_options:
+            problems.append(
+                f"data.val_split={d.val_split} and the generated validation shapes (data.val_options): "
+                "set data.val_options={} to split the training shapes instead"
+            )
     if problems:
         raise ValueError("invalid config: " + "; ".join(problems))
 
@@ -650,6 +664,8 @@ def override(cfg: T, assignments: Mapping[str, Any]) -> T:
         node, section = data, cfg
         parts = key.split(".")
         for part in parts[:-1]:
+            if isinstance(node.get(part), str):  # set whole by an earlier assignment: "{a: 1}"
+                node[part] = parse_value(node[part])
             if not isinstance(node.get(part), dict):
                 raise ValueError(f"override {key!r}: {part!r} is not a section of the config")
             node = node[part]

@@ -16,14 +16,16 @@ every epoch's batches.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maskrcnn.config import AugmentConfig, DataConfig
-from maskrcnn.data import InstanceDataset, load_dataset
+from maskrcnn.data import InstanceDataset, build_target, load_dataset
 from maskrcnn.data import transforms as T
 from maskrcnn.data.loader import (
     Batch,
@@ -36,6 +38,8 @@ from maskrcnn.data.loader import (
     seed_worker,
 )
 from maskrcnn.engine.errors import TrainingError
+from maskrcnn.engine.split import split_dataset
+from maskrcnn.engine.validation import targets_to_device
 
 __all__ = [
     "EpochBatches",
@@ -89,14 +93,36 @@ def load_split(cfg: DataConfig, split: str) -> InstanceDataset | None:
     return load_dataset(cfg.format, path, **options)
 
 
-def load_training_data(cfg: DataConfig) -> tuple[InstanceDataset, InstanceDataset | None]:
+def load_training_data(
+    cfg: DataConfig,
+    *,
+    seed: int = 0,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    main: bool = True,
+) -> tuple[InstanceDataset, InstanceDataset | None]:
     """The training dataset (its augmentation set) and the validation dataset (``None`` without one).
 
+    With ``data.val_split`` both are parts of the training data (:mod:`maskrcnn.engine.split`): when
+    resuming, the split saved in ``run_dir``; else a new one drawn with ``seed`` and saved there (by the
+    ``main`` process only; ``run_dir=None``: not saved).
+
     Raises:
-        TrainingError: the two have different classes.
+        TrainingError: the two have different classes; the data is too small to split.
     """
     train_data = load_split(cfg, "train")
     assert train_data is not None
+    if cfg.val_split is not None:
+        if len(train_data) < 2:
+            raise TrainingError(
+                f"cannot hold out data.val_split={cfg.val_split} of {_data_name(train_data, cfg)}: "
+                + _too_few(train_data, "split into training and validation images")
+            )
+        train_part, val_part = split_dataset(
+            train_data, cfg.val_split, seed=seed, run_dir=run_dir, resume=resume, write=main
+        )
+        train_part.transforms = build_augmentation(cfg.augment, train_part)
+        return train_part, val_part  # type: ignore[return-value]
     val_data = load_split(cfg, "val")
     if val_data is not None and list(val_data.class_names) != list(train_data.class_names):
         raise TrainingError(
@@ -206,11 +232,43 @@ def training_batches(
         world_size=world_size,
     )
     if len(sampler) == 0:
+        processes = f" for each of {world_size} processes" if world_size > 1 else ""
+        lower = "; lower data.batch_size" if len(dataset) else ""
         raise TrainingError(
-            f"the training data ({len(dataset)} images) yields no batch of {cfg.batch_size}"
-            + (f" for each of {world_size} processes" if world_size > 1 else "")
+            f"cannot train on {_data_name(dataset, cfg)}: "
+            + _too_few(dataset, f"batch of {cfg.batch_size}{processes}")
+            + lower
         )
     return sampler, make_train_loader(dataset, sampler, seed=seed, num_workers=cfg.num_workers)
+
+
+def _data_name(dataset: InstanceDataset, cfg: DataConfig) -> str:
+    """The training data as messages name it: the file or folder read."""
+    return getattr(dataset, "source", "") or cfg.train or f"the {cfg.format} data"
+
+
+def _too_few(dataset: InstanceDataset, what: str) -> str:
+    """Why ``dataset`` cannot give ``what`` (``"a batch of 2"``): it has no images, the reader skipped
+    them all (how many, and the first reason), or it has too few."""
+    skipped = [p for p in getattr(dataset, "problems", []) if p.severity == "error" and not p.annotation]
+    if len(dataset) == 0 and skipped:
+        first = skipped[0]
+        why = first.message if first.image in first.message else f"{first.image}: {first.message}"
+        return f"all {len(skipped)} images were skipped (the first: {why})"
+    if len(dataset) == 0:
+        return "it has no images"
+    more = f" ({len(skipped)} more were skipped)" if skipped else ""
+    return f"its {len(dataset)} images{more} make no {what}"
+
+
+def blank_batch(device: torch.device) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+    """One black 64x64 image without objects, on ``device``: what a process whose batch could not be
+    read at all trains on (with its loss times zero) so that it still takes part in the gradient
+    exchange of a distributed run."""
+    image = torch.zeros(3, 64, 64, device=device)
+    empty = torch.zeros(0, 64, 64, dtype=torch.uint8)
+    target = build_target(empty, torch.zeros(0, dtype=torch.int64), -1)
+    return [image], targets_to_device([target], device)
 
 
 def make_train_loader(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,10 +30,10 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from maskrcnn.config import LAYERS, Config, config_to_dict
-from maskrcnn.data import Batch, InstanceDataset, build_target
+from maskrcnn.data import Batch, InstanceDataset
 from maskrcnn.data.loader import mix_seed
 from maskrcnn.engine import distributed
-from maskrcnn.engine.data import EpochBatches, load_training_data, training_batches
+from maskrcnn.engine.data import EpochBatches, blank_batch, load_training_data, training_batches
 from maskrcnn.engine.distributed import Group
 from maskrcnn.engine.errors import TrainingError
 from maskrcnn.engine.hooks import Hook, LossMeter, default_hooks
@@ -53,6 +52,7 @@ from maskrcnn.engine.state import (
 )
 from maskrcnn.engine.validation import targets_to_device
 from maskrcnn.modeling import MaskRCNN, build_model
+from maskrcnn.progress import bar as progress_bar
 from maskrcnn.weights import build_with_weights, save_checkpoint
 
 __all__ = ["Trainer"]
@@ -139,7 +139,13 @@ class Trainer:
         """The training data (with augmentation) and the validation data; ``model.num_classes`` follows
         the training data's classes."""
         cfg = self.cfg
-        train_data, val_data = load_training_data(cfg.data)
+        train_data, val_data = load_training_data(
+            cfg.data,
+            seed=cfg.train.seed,
+            run_dir=self.run_dir.path,
+            resume=self.resuming,
+            main=self.group.is_main,
+        )
         wanted = len(train_data.class_names) + 1
         if cfg.model.num_classes != wanted:
             self.say(
@@ -233,22 +239,18 @@ class Trainer:
 
     def train_epoch(self) -> bool:
         """One pass (from ``batch_in_epoch``); ``False`` when the run's steps ran out before its end."""
-        from tqdm import tqdm
-
         self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch)
         self.batches_per_epoch = len(self.sampler)  # repeat-factor sampling draws a new length each epoch
         self.position, self.pending = self.batch_in_epoch, 0
         self.losses.reset()
         self.model.train()
         self.dispatch("before_epoch")
-        bar = tqdm(
+        bar = progress_bar(
             total=self.batches_per_epoch,
             initial=self.batch_in_epoch,
             desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
             unit="batch",
             disable=not self.progress,
-            dynamic_ncols=True,
-            file=sys.stderr,
         )
         with bar:
             for batch in self.loader:
@@ -282,7 +284,7 @@ class Trainer:
             images = [image.to(self.device, non_blocking=True) for image in batch.images]
             targets = targets_to_device(batch.targets, self.device)
         elif group.world_size > 1:  # the others wait for this process's gradients: send zeros
-            images, targets = self._blank_batch()
+            images, targets = blank_batch(self.device)
         else:
             return False
         self.pending += 1
@@ -334,14 +336,6 @@ class Trainer:
         self.pending = 0
         self.rng_after_step = rng_state()
         self.buffers_after_step = buffers(self.model)
-
-    def _blank_batch(self) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
-        """One black 64x64 image without objects: what a process whose batch could not be read at all
-        trains on (with its loss times zero) so that it still takes part in the gradient exchange."""
-        image = torch.zeros(3, 64, 64, device=self.device)
-        empty = torch.zeros(0, 64, 64, dtype=torch.uint8)
-        target = build_target(empty, torch.zeros(0, dtype=torch.int64), -1)
-        return [image], targets_to_device([target], self.device)
 
     def interrupted(self) -> None:
         """Ctrl-C / SIGTERM: drop the batches since the last step (resuming redoes them) and what their
