@@ -202,3 +202,22 @@ def test_errors_exit_1_with_a_message(
     argv = ["predict", str(source), "--weights", str(checkpoint), "--out", str(out), *extra]
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_wrong_out_is_said_before_the_model_is_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    image = save_image(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    unwritable = Path("/proc/maskrcnn-out")  # a folder nobody may create files in, even root
+    cases = [
+        (taken, f"error: --out {taken} is a file; give a folder"),
+        (taken / "sub", f"error: --out {taken / 'sub'}: {taken} is a file, so the folder cannot be created"),
+        (unwritable, f"error: --out {unwritable}: cannot write into /proc ("),
+    ]
+    for out, message in cases:
+        # The checkpoint does not exist: the --out error comes first, before any work.
+        argv = ["predict", str(image), "--weights", str(tmp_path / "none.safetensors"), "--out", str(out)]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(message), err
+        assert err.count("\n") == 1, err

@@ -19,8 +19,10 @@ from maskrcnn.cli.common import (
     add_precision_argument,
     add_weights_argument,
     checkpoint_error,
+    output_folder,
     probability,
 )
+from maskrcnn.progress import inform
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +104,7 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     files = list(iter_sources(args.source, recursive=args.recursive))
     if not launched_with_several_processes():
         resolve_device(args.device)  # an unavailable device is said before anything is read
-    out = Path(args.out)
+    out = output_folder(args.out)  # before the model runs: no work is lost to a wrong --out
     clash = overwritten_input(files, out, mode)
     if clash is not None:
         raise CommandError(f"the output for {clash.path} would overwrite an input; choose another --out")
@@ -140,7 +142,7 @@ def _predict(
     except Exception as e:
         raise checkpoint_error(args.weights, e) from None
     if main:
-        print(f"precision: {precision.describe()}", file=sys.stderr)
+        inform(f"precision: {precision.describe()}")
     writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)
     if not main:
         return 0

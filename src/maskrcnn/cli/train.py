@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from maskrcnn.cli.common import CommandError, add_set_argument, rank_label, split_assignments
+from maskrcnn.cli.common import (
+    CommandError,
+    add_set_argument,
+    output_folder,
+    rank_label,
+    split_assignments,
+)
 from maskrcnn.config import LAYERS, PRESETS
 
 __all__ = ["add_parsers", "run_demo", "run_train"]
@@ -25,6 +31,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--data", help="the training data (what the format reads)")
     train.add_argument("--val-data", help="the validation data")
     train.add_argument("--format", help="the data format (default: the preset's)")
+    train.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option for the training data, e.g. -o image_dir=images (repeatable; the same as "
+        "--set data.train_options.KEY=VALUE)",
+    )
+    train.add_argument(
+        "--val-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option for the validation data (repeatable)",
+    )
+    train.add_argument(
+        "--val-split",
+        type=float,
+        metavar="F",
+        help="no validation data: hold out this fraction of the training images (e.g. 0.2; seeded, by "
+        "class, saved as split.json in --out)",
+    )
     train.add_argument(
         "--weights",
         help="initial weights: a .safetensors checkpoint, a torchvision .pth, an ImageNet ResNet .pth, "
@@ -55,16 +84,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> Any:
-    """The run's config: a preset or a file, then the command-line settings, then --set overrides."""
+    """The run's config: a preset or a file, then the command-line settings, then --set overrides, then
+    the reader options."""
     from maskrcnn.config import load_config, override, preset
 
     if args.preset and args.config:
         raise CommandError("train: give --preset or --config, not both")
     cfg = load_config(args.config) if args.config else preset(args.preset or "shapes")
+    if args.format is not None and args.format != cfg.data.format:
+        # The reader options of the preset's (or file's) format mean nothing to another reader: --format
+        # coco on the default shapes preset must not pass count= to the COCO reader.
+        cfg = override(cfg, {"data.train_options": {}, "data.val_options": {}})
     flags = {
         "data.format": args.format,
         "data.train": args.data,
         "data.val": args.val_data,
+        "data.val_split": args.val_split,
         "train.weights": args.weights,
         "train.layers": args.layers,
         "train.device": args.device,
@@ -72,7 +107,19 @@ def _run_config(args: argparse.Namespace) -> Any:
     # Flag values are taken as they are (a path stays a path); --set texts are typed by the config.
     assignments: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
     assignments.update(split_assignments(args.set, "--set"))
+    # Reader options are keys of the config's data.*_options (typed as --set types them), set after
+    # --set so that a whole --set data.train_options={...} does not drop them.
+    for flag, pairs, section in (
+        ("--option", args.option, "train_options"),
+        ("--val-option", args.val_option, "val_options"),
+    ):
+        for key, value in split_assignments(pairs, flag).items():
+            assignments[f"data.{section}.{key}"] = value
     return override(cfg, assignments)
+
+
+# What a resumed run may not change: its data (the batches of an exact resumption come from it).
+_DATA_FLAGS = {"--option": "option", "--val-option": "val_option", "--val-split": "val_split"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -81,7 +128,14 @@ def run_train(args: argparse.Namespace) -> int:
     from maskrcnn.engine.train import train
 
     resume = args.resume or args.weights == "last"
+    output_folder(args.out)  # a file given as --out is said before the data is read
     if resume:
+        given = [flag for flag, value in _DATA_FLAGS.items() if getattr(args, value)]
+        if given:
+            raise CommandError(
+                f"--resume trains on the run's own data: {', '.join(given)} cannot change it (see "
+                f"{RunDir(args.out).config})"
+            )
         run = RunDir(args.out)
         if not run.config.is_file():
             raise CommandError(f"cannot resume: {run.path} holds no run ({run.config.name} is missing)")
