@@ -194,3 +194,22 @@ def test_masks_to_boxes_of_bool_uint8_and_float_masks_agree():
     for dtype in (torch.bool, torch.uint8, torch.float32):
         assert torch.equal(masks_to_boxes(masks.to(dtype)), expected)
     assert torch.equal(masks_to_boxes(masks.transpose(1, 2).contiguous().transpose(1, 2)), expected)
+
+
+def test_polygons_far_outside_the_image_rasterise_as_pycocotools_without_its_memory():
+    g = np.random.default_rng(7)
+    for _ in range(50):
+        # Within an image size of the image: untouched, pixel for pixel pycocotools'.
+        part = g.uniform(-60, 110, size=2 * int(g.integers(3, 9))).tolist()
+        expected = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([part], 48, 64)))
+        assert torch.equal(polygons_to_mask([part], 48, 64), torch.from_numpy(expected))
+        # Ten image sizes away (still cheap for the reference): clipped, the same region up to the
+        # rounding along the cut edges.
+        part = g.uniform(-600, 600, size=2 * int(g.integers(3, 9))).tolist()
+        expected = torch.from_numpy(coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([part], 48, 64))))
+        mask = polygons_to_mask([part], 48, 64)
+        assert (mask != expected).sum() <= max(3, 0.01 * expected.sum())
+    # A vertex a billion pixels away (pycocotools alone would need about 100 GB), at once.
+    far = polygons_to_mask([[10, 10, 30, 10, 30, 1e9]], 48, 64)
+    assert far[10:, 10:30].all()
+    assert far.sum() == 38 * 20

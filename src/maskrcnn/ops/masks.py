@@ -67,8 +67,42 @@ def polygons_to_mask(polygons: Sequence[Polygon], height: int, width: int) -> Te
             )
     if not parts:
         return torch.zeros((height, width), dtype=torch.uint8)
+    # pycocotools walks every edge at sub-pixel steps: a vertex a billion pixels away (a typo, a broken
+    # export) would make it allocate gigabytes. Parts reaching further than an image size beyond the
+    # image are clipped to that frame first (the same region; pycocotools' rounding along a cut edge can
+    # move pixels on its border); parts within the frame, every sensible annotation, go through untouched.
+    margin = float(max(height, width))
+    parts = [_clip_polygon(p, height, width, margin) for p in parts]
+    parts = [p for p in parts if len(p) >= 6]
+    if not parts:
+        return torch.zeros((height, width), dtype=torch.uint8)
     rles = coco_mask.frPyObjects(parts, height, width)
     return torch.from_numpy(coco_mask.decode(coco_mask.merge(rles)).astype(np.uint8))
+
+
+def _clip_polygon(part: list[float], height: int, width: int, margin: float) -> list[float]:
+    """A flat ``[x1, y1, ...]`` polygon clipped to ``[-margin, width + margin] x [-margin, height +
+    margin]`` (Sutherland-Hodgman: exact for the region inside that convex frame); unchanged when it lies
+    within."""
+    points = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+    low = np.array([-margin, -margin])
+    high = np.array([width + margin, height + margin])
+    if ((points >= low) & (points <= high)).all():
+        return part
+    for axis in (0, 1):
+        for bound, inside in ((low[axis], np.greater_equal), (high[axis], np.less_equal)):
+            if len(points) == 0:
+                return []
+            clipped = []
+            for a, b in zip(points, np.roll(points, -1, axis=0), strict=True):
+                a_in, b_in = inside(a[axis], bound), inside(b[axis], bound)
+                if a_in:
+                    clipped.append(a)
+                if a_in != b_in:  # the edge crosses the bound: keep the crossing point
+                    t = (bound - a[axis]) / (b[axis] - a[axis])
+                    clipped.append(a + t * (b - a))
+            points = np.asarray(clipped, dtype=np.float64).reshape(-1, 2)
+    return points.reshape(-1).tolist()
 
 
 def rle_encode(masks: Tensor) -> list[dict[str, Any]]:
