@@ -92,3 +92,22 @@ def override_steps(run, steps):
     from maskrcnn.config import load_config, override
 
     return override(load_config(run / "config.yaml"), {"train.max_steps": steps})
+
+
+def test_evaluate_takes_the_images_a_run_held_out(tmp_path, capsys):
+    from maskrcnn.cli import main
+
+    cfg = tiny(**{"data.val_split": 0.25, "train.max_steps": 1})
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    argv = ["evaluate", "--weights", str(run / "last.safetensors"), "--format", "shapes"]
+    for key, value in cfg.data.train_options.items():  # the run's training data, read again
+        argv += ["-o", f"{key}={value}"]
+    assert main([*argv, "--out", str(tmp_path / "val"), "--run", str(run), "--split", "val"]) == 0
+    assert "evaluated 2 images" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "train"), "--run", str(run), "--split", "train"]) == 0
+    assert "evaluated 6 images" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "x"), "--split", "val"]) == 1
+    assert "--split val|train and --run DIR go together" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "x"), "--run", str(tmp_path), "--split", "val"]) == 1
+    assert "was not trained with data.val_split" in capsys.readouterr().err

@@ -33,6 +33,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--data", help="what the format reads (JSON file, folder, data YAML); none for --format shapes"
     )
     parser.add_argument("--out", required=True, help="folder for metrics.json and the other report files")
+    parser.add_argument(
+        "--split",
+        choices=("all", "val", "train"),
+        default="all",
+        help="with --run: only the images that run held out with data.val_split (val) or trained on "
+        "(train); --data must be the run's training data (default all: every image)",
+    )
+    parser.add_argument("--run", metavar="DIR", help="the training run whose split.json --split reads")
     add_device_argument(parser)
     add_precision_argument(parser)
     parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
@@ -73,7 +81,15 @@ def _load(args: argparse.Namespace, device: Any) -> tuple[Any, Any, list[int] | 
     from maskrcnn.weights import load_checkpoint, resolve_weights
 
     resolve_weights(args.weights)  # a missing file or a download first: the data may take a while
+    if (args.split == "all") != (args.run is None):
+        raise CommandError(
+            "--split val|train and --run DIR go together (the run's split.json names the images)"
+        )
     dataset = load_data(args.format, args.data, args.option)
+    if args.run is not None:
+        from maskrcnn.engine.split import run_split_dataset
+
+        dataset = run_split_dataset(dataset, args.run, args.split)
     try:
         checkpoint = load_checkpoint(args.weights, device=device)
     except (ValueError, KeyError) as e:  # a file that is no checkpoint, or one of another version

@@ -16,8 +16,8 @@ every epoch's batches.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,15 +97,15 @@ def load_training_data(
     cfg: DataConfig,
     *,
     seed: int = 0,
-    run_dir: str | os.PathLike[str] | None = None,
+    split_file: Path | None = None,
     resume: bool = False,
     main: bool = True,
 ) -> tuple[InstanceDataset, InstanceDataset | None]:
     """The training dataset (its augmentation set) and the validation dataset (``None`` without one).
 
     With ``data.val_split`` both are parts of the training data (:mod:`maskrcnn.engine.split`): when
-    resuming, the split saved in ``run_dir``; else a new one drawn with ``seed`` and saved there (by the
-    ``main`` process only; ``run_dir=None``: not saved).
+    resuming, the split saved in ``split_file``; else a new one drawn with ``seed`` and saved there (by
+    the ``main`` process only; ``split_file=None``: not saved).
 
     Raises:
         TrainingError: the two have different classes; the data is too small to split.
@@ -119,7 +119,7 @@ def load_training_data(
                 + _too_few(train_data, "split into training and validation images")
             )
         train_part, val_part = split_dataset(
-            train_data, cfg.val_split, seed=seed, run_dir=run_dir, resume=resume, write=main
+            train_data, cfg.val_split, seed=seed, path=split_file, resume=resume, write=main
         )
         train_part.transforms = build_augmentation(cfg.augment, train_part)
         return train_part, val_part  # type: ignore[return-value]

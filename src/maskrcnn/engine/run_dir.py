@@ -3,6 +3,7 @@
 A training run directory (``maskrcnn train --out DIR``) holds:
 
 * ``config.yaml``: the complete config of the run;
+* ``split.json`` with ``data.val_split``: the training images held out for validation;
 * ``log.jsonl``: one JSON object per logged step and per validation;
 * ``last.safetensors`` + ``last.json``: the latest weights with their config and class names;
   ``best.safetensors`` + ``best.json``: the weights of the best validation so far;
@@ -42,6 +43,11 @@ class RunDir:
     @property
     def state(self) -> Path:
         return self.path / "last.state.pt"
+
+    @property
+    def split(self) -> Path:
+        """The images ``data.val_split`` held out (see :mod:`maskrcnn.engine.split`)."""
+        return self.path / "split.json"
 
     @property
     def loss_curve(self) -> Path:

@@ -25,11 +25,17 @@ from torch.utils.data import Subset
 from maskrcnn.data import InstanceDataset
 from maskrcnn.data.loader import mix_seed
 from maskrcnn.engine.errors import TrainingError
+from maskrcnn.engine.run_dir import RunDir
 from maskrcnn.io import write_json
 
-__all__ = ["DatasetPart", "held_out_indices", "load_split_file", "save_split_file", "split_dataset"]
-
-SPLIT_FILE = "split.json"
+__all__ = [
+    "DatasetPart",
+    "held_out_indices",
+    "load_split_file",
+    "run_split_dataset",
+    "save_split_file",
+    "split_dataset",
+]
 
 
 def held_out_indices(labels_per_image: Sequence[Sequence[int]], fraction: float, seed: int) -> list[int]:
@@ -118,18 +124,17 @@ def split_dataset(
     fraction: float,
     *,
     seed: int,
-    run_dir: str | os.PathLike[str] | None,
+    path: Path | None,
     resume: bool = False,
     write: bool = True,
 ) -> tuple[DatasetPart, DatasetPart]:
-    """The training and validation parts of ``dataset``: for a resumed run the split saved in
-    ``run_dir``, else a new one, saved there when ``write`` (the main process of a run; the others draw
-    the same).
+    """The training and validation parts of ``dataset``: for a resumed run the split saved in ``path``
+    (a run directory's ``split.json``), else a new one, saved there when ``write`` (the main process of a
+    run; the others draw the same; ``path=None``: not saved).
 
     Raises:
         TrainingError: the saved split does not fit the data (other images, or another fraction).
     """
-    path = Path(run_dir) / SPLIT_FILE if run_dir is not None else None
     references = [dataset.image_reference(i) for i in range(len(dataset))]
     if resume and path is not None and path.is_file():
         held_out = load_split_file(path, references, fraction)
@@ -141,6 +146,26 @@ def split_dataset(
     chosen = set(held_out)
     kept = [i for i in range(len(dataset)) if i not in chosen]
     return DatasetPart(dataset, kept, name="training"), DatasetPart(dataset, held_out, name="validation")
+
+
+def run_split_dataset(dataset: InstanceDataset, run_dir: str | os.PathLike[str], part: str) -> DatasetPart:
+    """The ``part`` (``val`` or ``train``) of ``dataset`` that the run in ``run_dir`` split off with
+    ``data.val_split``: to evaluate later on the images the run held out (``dataset``: the run's
+    training data, read again).
+
+    Raises:
+        TrainingError: the run has no ``split.json``, or it was made for other data.
+    """
+    path = RunDir(run_dir).split
+    if not path.is_file():
+        raise TrainingError(
+            f"{path} does not exist: the run in {run_dir} was not trained with data.val_split"
+        )
+    references = [dataset.image_reference(i) for i in range(len(dataset))]
+    held_out = set(load_split_file(path, references))
+    if part == "val":
+        return DatasetPart(dataset, sorted(held_out), name="validation")
+    return DatasetPart(dataset, [i for i in range(len(dataset)) if i not in held_out], name="training")
 
 
 def save_split_file(

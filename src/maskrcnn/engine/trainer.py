@@ -142,7 +142,7 @@ class Trainer:
         train_data, val_data = load_training_data(
             cfg.data,
             seed=cfg.train.seed,
-            run_dir=self.run_dir.path,
+            split_file=self.run_dir.split,
             resume=self.resuming,
             main=self.group.is_main,
         )
