@@ -49,7 +49,11 @@ def test_via1_dict_regions_rect_polygon_polyline_and_negative(tmp_path):
     }
     path = write_json(tmp_path / "via_region_data.json", {**entry("a.png", regions), **entry("b.png", {})})
     ds = ViaDataset(path, class_name="balloon")
-    assert ds.problems == []
+    assert messages(ds) == []
+    # The negative is kept, and said: in VIA an image without regions is more often a lost annotation.
+    assert messages(ds, "warning") == [
+        f"warning: {path}: 1 images have no regions (read as images without objects): b.png"
+    ]
     assert ds.class_names == ["balloon"]
     assert [(r.image_id, r.ref, r.height, r.width) for r in ds.records] == [
         (0, "a.png", H, W),

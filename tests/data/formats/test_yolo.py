@@ -203,3 +203,14 @@ def test_paths_of_another_machine_are_read_from_the_layout_beside_the_yaml(tmp_p
         DataError, match=r"'train' entry '\.\./train/images' .* is not a folder or a \.txt list"
     ):
         YoloDataset(path)
+
+
+def test_label_files_without_an_image_are_a_warning(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": f"0 {RECT}\n"})
+    for name in ("gone", "renamed"):
+        (tmp_path / "labels" / "train" / f"{name}.txt").write_text(f"0 {RECT}\n")
+    ds = YoloDataset(_yaml(tmp_path / "data.yaml", "train: images/train\nnames: [cell]\n"))
+    labels = tmp_path / "labels" / "train"
+    assert _warnings(ds) == [
+        f"2 label files have no image (not read): {labels / 'gone.txt'}, {labels / 'renamed.txt'}"
+    ]

@@ -126,6 +126,7 @@ class ViaDataset(AnnotatedDataset):
         pending: list[tuple[Annotation, str]] = []  # labels are set once every class is known
         records: list[ImageRecord] = []
         first_entry: dict[str, str] = {}
+        no_regions: list[str] = []
         for index, (key, entry) in enumerate(entries):
             filename = entry["filename"]
             if filename in first_entry:
@@ -155,6 +156,8 @@ class ViaDataset(AnnotatedDataset):
             if not log.check_image(record):
                 continue
             records.append(record)
+            if not regions:
+                no_regions.append(filename)
             for (ref, region), (name, problem) in zip(regions, classes, strict=True):
                 if problem:
                     log.report("error", problem, image=filename, annotation=ref)
@@ -176,6 +179,9 @@ class ViaDataset(AnnotatedDataset):
         label_of = {name: k + 1 for k, name in enumerate(names)}
         for annotation, name in pending:
             annotation.label = label_of[name]
+        # Unusual in VIA, where people export the images they annotated: more often regions lost on the way
+        # (a project saved before the regions were drawn). Negatives all the same, but said.
+        log.report_many("warning", "images have no regions (read as images without objects)", no_regions)
         super().__init__(records, names, problems=log.problems, source=str(path), transforms=transforms)
 
     @staticmethod

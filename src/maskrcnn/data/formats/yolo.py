@@ -142,6 +142,11 @@ class YoloDataset(AnnotatedDataset):
                 finally:
                     problems.extend(file_log.problems)
             records.append(record)
+        # A label file whose image is gone trains nothing: usually images deleted or renamed by hand.
+        wanted = {label_path(image) for image in images}
+        folders = {label_path(image).parent for image in images if label_path(image).parent != image.parent}
+        orphans = sorted(p for f in folders if f.is_dir() for p in f.glob("*.txt") if p not in wanted)
+        log.report_many("warning", "label files have no image (not read)", [str(p) for p in orphans])
         super().__init__(
             records,
             class_names,
