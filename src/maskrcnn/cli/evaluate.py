@@ -14,6 +14,7 @@ from maskrcnn.cli.common import (
     add_weights_argument,
     load_data,
 )
+from maskrcnn.progress import inform
 from maskrcnn.weights.coco import UNUSED_CLASS
 
 __all__ = ["add_parsers", "run_evaluate"]
@@ -128,7 +129,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     precision = resolve_precision(args.precision, device)
     dataset, checkpoint, label_map = _load(args, device)
     if main:
-        print(f"precision: {precision.describe()}", file=sys.stderr)
+        inform(f"precision: {precision.describe()}")  # not under --quiet
     errors = [p for p in dataset.problems if p.severity == "error"]
     if errors:
         print(
