@@ -44,6 +44,7 @@ from maskrcnn.engine.validation import targets_to_device
 __all__ = [
     "EpochBatches",
     "SeededItems",
+    "blank_batch",
     "build_augmentation",
     "load_split",
     "load_training_data",
