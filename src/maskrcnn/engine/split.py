@@ -67,7 +67,8 @@ def held_out_indices(labels_per_image: Sequence[Sequence[int]], fraction: float,
     by_remainder = sorted(groups, key=lambda k: (take[k] + 1 >= len(groups[k]), -(shares[k] - take[k]), k))
     for key in by_remainder[: max(0, wanted - sum(take.values()))]:
         take[key] += 1
-    generator = torch.Generator().manual_seed(mix_seed(seed, n, 7))
+    # A stream of its own: -1 is the train loader's, (seed, epoch) the epochs' orders.
+    generator = torch.Generator().manual_seed(mix_seed(seed, -2))
     held_out: list[int] = []
     for key in sorted(groups):
         members = groups[key]
