@@ -401,7 +401,7 @@ coco_case("COCO duplicate image ids", 1, "ann.json", "duplicate", "1")(
 coco_case("COCO duplicate annotation ids", 1, "ann.json", "duplicate", "11")(
     lambda data: data["annotations"][1].update(id=11)
 )
-coco_case("COCO string image ids", 0, "2 images")(
+coco_case("COCO string image ids", 0, "images: 2", "OK")(
     lambda data: (
         [d.update(id=f"img{d['id']}") for d in data["images"]]
         and [a.update(image_id=f"img{a['image_id']}") for a in data["annotations"]]
@@ -417,7 +417,7 @@ coco_case("COCO RLE of another size", 1, "ann.json", "annotation 11", "size")(
 coco_case("COCO image size disagrees with the file", 1, "a.png", "48")(
     lambda data: data["images"][0].update(width=640, height=480)
 )
-coco_case("COCO image file missing", 1, "gone.png", "looked")(
+coco_case("COCO image file missing", 1, "gone.png", "not found")(
     lambda data: data["images"][0].update(file_name="gone.png")
 )
 coco_case("COCO placeholder category without instances", 0, "background", "no instances")(
@@ -513,6 +513,18 @@ def _(d, ckpt):
     path = folder / "a.json"
     path.write_text(path.read_text().replace("[10, 10]", "[NaN, 10]"))
     return check_labelme(folder)
+
+
+@case("LabelMe circle of overflowing radius", 1, "a.json", "finite radius")
+def _(d, ckpt):
+    shape = {"label": "cat", "points": [[-1e308, 10], [1e308, 10]], "shape_type": "circle"}
+    return check_labelme(labelme_folder(d, shape))
+
+
+@case("LabelMe polygon vertex a billion pixels away", 0, "a.json")
+def _(d, ckpt):
+    shape = {"label": "cat", "points": [[10, 10], [30, 10], [30, 1e9]], "shape_type": "polygon"}
+    return check_labelme(labelme_folder(d, shape))
 
 
 @case("LabelMe image missing", 1, "a.json", "a.png")

@@ -209,6 +209,8 @@ def _geometry(shape: dict[str, Any], height: int, width: int) -> tuple[Segmentat
         r = math.hypot(px - cx, py - cy)
         if r == 0:
             return None, "circle of radius 0 has no area"
+        if not math.isfinite(r):  # finite points can still be 1e308 apart
+            return None, f"circle through {points[1]} around {points[0]} has no finite radius"
         return [ellipse_polygon(cx, cy, r, r)], ""
     if kind == "mask":
         return _mask_shape(shape, points, height, width)
