@@ -12,7 +12,7 @@ from maskrcnn.data import (
     MaskFile,
     ProblemLog,
 )
-from maskrcnn.data.dataset import check_annotation, rasterize
+from maskrcnn.data.dataset import check_annotation, polygon_area, rasterize
 
 
 class TwoSquares(InstanceDataset):
@@ -99,6 +99,8 @@ def test_transforms_are_applied_and_bad_masks_named(tmp_path):
             "coordinates outside the 10x8 image (x -3.0..4.0, y 0.0..4.0); clipped",
         ),
         ([[0, 0, 1, 0, float("nan"), 1]], "error", "non-finite coordinate"),
+        # Coordinates whose products overflow: the shoelace must not turn them into a NaN area.
+        ([[-3, 0, 1e200, 0, 4, 1e200]], "warning", "coordinates outside the 10x8 image"),
         ({"size": [8, 9], "counts": "abc"}, "error", "RLE size [8, 9] differs from the image size [8, 10]"),
         ({"size": [8, 10], "counts": [80]}, "error", "zero-area instance (empty RLE)"),
         ({"counts": [80]}, "error", "malformed RLE"),
@@ -110,6 +112,13 @@ def test_check_annotation(segmentation, severity, message):
     assert len(problems) == 1
     assert problems[0][0] == severity
     assert message in problems[0][1]
+
+
+def test_polygon_area_near_the_float_limit():
+    assert polygon_area([0, 0, 2, 0, 2, 3]) == 3.0
+    assert polygon_area([0, 0, 4e200, 0, 4e200, 2e200]) == float("inf")  # 4e400: beyond float
+    assert polygon_area([0, 0, 1e300, 0, 2e300, 0]) == 0.0  # collinear, however large
+    assert polygon_area([0, 0, 1e-150, 0, 0, 1e-150]) == pytest.approx(5e-301)  # tiny, not lost
 
 
 def test_rasterize_each_kind(tmp_path):

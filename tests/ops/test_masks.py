@@ -220,3 +220,15 @@ def test_polygons_far_outside_the_image_rasterise_as_pycocotools_without_its_mem
     far = polygons_to_mask([[10, 10, 30, 10, 30, 1e9]], 48, 64)
     assert far[10:, 10:30].all()
     assert far.sum() == 38 * 20
+    # Near the float limit the clipping's arithmetic must not overflow into NaN (which makes pycocotools
+    # crash the process): a vertex at 1e308 cuts the frame where one at 1e20 does.
+    for k in range(6):
+        near_limit, far = [10, 10, 30, 10, 30, 30], [10, 10, 30, 10, 30, 30]
+        near_limit[k], far[k] = -1e308 if k % 3 else 1e308, -1e20 if k % 3 else 1e20
+        assert torch.equal(polygons_to_mask([near_limit], 48, 64), polygons_to_mask([far], 48, 64))
+
+
+def test_polygon_with_non_finite_coordinates_is_refused():
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="non-finite"):
+            polygons_to_mask([[10, 10, 30, bad, 30, 30]], 48, 64)

@@ -165,7 +165,13 @@ class ImageRecord:
 def polygon_area(part: Sequence[float]) -> float:
     """The area enclosed by one flat ``[x1, y1, x2, y2, ...]`` polygon part (shoelace formula)."""
     xs, ys = np.asarray(part[0::2], dtype=np.float64), np.asarray(part[1::2], dtype=np.float64)
-    return 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
+    # In units of the largest coordinate, so that products of coordinates near the float limit (a
+    # broken file's 1e200) cannot overflow into NaN; an area beyond the limit comes out as inf.
+    unit = float(max(np.abs(xs).max(initial=0.0), np.abs(ys).max(initial=0.0))) or 1.0
+    xs, ys = xs / unit, ys / unit
+    area = 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
+    with np.errstate(over="ignore"):
+        return float(np.float64(area) * unit * unit)
 
 
 def _compressed_counts(counts: str) -> list[int] | None:

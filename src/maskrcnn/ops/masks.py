@@ -6,6 +6,7 @@ Shapes: a mask is ``uint8 [H, W]`` with values 0/1; a stack is ``[N, H, W]``. RL
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,8 @@ def polygons_to_mask(polygons: Sequence[Polygon], height: int, width: int) -> Te
                 f"polygon part {k} has {len(p)} coordinates; "
                 "it needs an even number and at least 3 points (6 values)"
             )
+        if not all(math.isfinite(v) for v in p):  # pycocotools would crash the process on them
+            raise ValueError(f"polygon part {k} has a non-finite coordinate")
     if not parts:
         return torch.zeros((height, width), dtype=torch.uint8)
     # pycocotools walks every edge at sub-pixel steps: a vertex a billion pixels away (a typo, a broken
@@ -99,8 +102,12 @@ def _clip_polygon(part: list[float], height: int, width: int, margin: float) -> 
                 if a_in:
                     clipped.append(a)
                 if a_in != b_in:  # the edge crosses the bound: keep the crossing point
-                    t = (bound - a[axis]) / (b[axis] - a[axis])
-                    clipped.append(a + t * (b - a))
+                    # Halved before subtracting, and mixed as (1 - t) a + t b, so that coordinates
+                    # near the float limit (1e308) cannot overflow into inf or NaN.
+                    t = (bound / 2 - a[axis] / 2) / (b[axis] / 2 - a[axis] / 2)
+                    crossing = (1 - t) * a + t * b
+                    crossing[axis] = bound
+                    clipped.append(crossing)
             points = np.asarray(clipped, dtype=np.float64).reshape(-1, 2)
     return points.reshape(-1).tolist()
 

@@ -132,6 +132,7 @@ def test_each_problem_names_file_image_and_shape(tmp_path):
     write_image(tmp_path / "r.png", 20, 16)
     write_json(tmp_path / "r.json", labelme("r.png", [], 10, 10))
     write_json(tmp_path / "s.json", labelme("s.png", [], 16, 20, b64(b"hello")))
+    write_json(tmp_path / "t.json", labelme("t.png", [], 16, 20, "\u00e9t\u00e9"))  # not even base64's ASCII
     write_json(tmp_path / "classes.json", ["cat", "dog"])
     ds = LabelMeDataset(tmp_path, class_names=["cat"])
     p = str(tmp_path / "p.json")
@@ -153,6 +154,8 @@ def test_each_problem_names_file_image_and_shape(tmp_path):
         f"{tmp_path / 'q.json'}, image q.png: image file not found: {tmp_path / 'q.png'}",
         f"{tmp_path / 'r.json'}, image r.png: image is 20x16 but the annotations say 10x10",
         f"{tmp_path / 's.json'}, image s.png: image file not found: {tmp_path / 's.png'}, and imageData is "
+        "unusable",
+        f"{tmp_path / 't.json'}, image t.png: image file not found: {tmp_path / 't.png'}, and imageData is "
         "unusable",
     ]
     errors = messages(ds)

@@ -136,6 +136,13 @@ def test_ellipse_polygon_area_is_exact(r):
     assert r * (1 - math.cos(math.pi / n)) <= 0.11
 
 
+def test_ellipse_polygon_of_a_radius_near_the_float_limit_is_a_polygon():
+    # A broken file's radius: the vertex count is capped, nothing overflows on the way.
+    part = ellipse_polygon(40.0, 20.0, 3.6e307, 3.6e307)
+    assert len(part) == 2 * 4096
+    assert all(math.isfinite(v) for v in part)
+
+
 def test_rasterised_circle_area_within_one_percent():
     for r in (12.0, 25.0, 60.0):
         m = polygons_to_mask([ellipse_polygon(100.3, 90.7, r, r)], 200, 200)
@@ -158,6 +165,10 @@ def test_each_problem_names_file_image_and_region(tmp_path):
         "10": region(polygon([1, 5, 5], [1, 5]), kind="balloon"),
         "11": region(rect(30, 3, 4, 5), kind="balloon"),
         "12": {"region_attributes": {"kind": "balloon"}},
+        "13": region({"name": "circle", "cx": 5, "cy": 5, "r": float("nan")}, kind="balloon"),
+        "14": region(
+            {"name": "ellipse", "cx": 5, "cy": 5, "rx": 2, "ry": 1, "theta": float("inf")}, kind="balloon"
+        ),
     }
     data = {
         **entry("a.png", regions),
@@ -181,6 +192,8 @@ def test_each_problem_names_file_image_and_region(tmp_path):
         "image a.png, region 10: polygon has 3 x and 2 y coordinates",
         f"image a.png, region 11: polygon lies outside the {W}x{H} image",
         "image a.png, region 12: no shape",
+        "image a.png, region 13: circle has r nan, not a finite number",
+        "image a.png, region 14: ellipse has theta inf, not a finite number",
         f"image missing.png: image file not found: {tmp_path / 'missing.png'}",
         "image a.png: listed twice (entries 'a.png1234' and 'a.png99')",
         "image c.png: 'regions' is str; expected an object or a list",

@@ -8,7 +8,6 @@ Each file is ``{"version", "flags", "shapes": [...], "imagePath", "imageData", "
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import math
 import os
@@ -158,7 +157,7 @@ def _record(file: Path, index: int, data: dict[str, Any], log: ProblemLog) -> Im
             record.image_data = base64.b64decode(embedded)
             # Decoded in full (the fallback is rare): checks the data and gives the size after EXIF.
             h, w = read_image_bytes(record.image_data, f"{ref} (embedded imageData)").shape[-2:]
-        except (binascii.Error, ImageError) as e:
+        except (ValueError, ImageError) as e:  # binascii.Error, or text that is not ASCII
             log.report(
                 "error", f"image file not found: {record.path}, and imageData is unusable ({e})", image=ref
             )
@@ -233,7 +232,7 @@ def _mask_shape(
     try:
         with Image.open(io.BytesIO(base64.b64decode(encoded))) as img:
             patch = np.asarray(img.convert("L")) != 0
-    except (binascii.Error, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # ValueError: binascii.Error, text not ASCII
         return None, f"'mask' is not a base64 image ({e})"
     if patch.shape != (y2 - y1 + 1, x2 - x1 + 1):
         return None, (

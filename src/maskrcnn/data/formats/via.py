@@ -41,7 +41,8 @@ def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0
     would always fall short).
     """
     # Sagitta of a chord spanning 2*pi/n on radius r: r * (1 - cos(pi / n)) ~ r * pi^2 / (2 n^2) <= 0.1.
-    n = min(4096, max(64, math.ceil(math.pi * math.sqrt(5.0 * max(rx, ry)))))
+    # (The radius is capped first: past ~1e6 px n is 4096 anyway, and 5 * 1e308 would overflow.)
+    n = min(4096, max(64, math.ceil(math.pi * math.sqrt(5.0 * min(max(rx, ry), 1e6)))))
     step = 2.0 * math.pi / n
     scale = math.sqrt(step / math.sin(step))  # area of the inscribed n-gon is pi r^2 * sin(step) / step
     cos_t, sin_t = math.cos(theta), math.sin(theta)
@@ -263,6 +264,15 @@ def _numbers(shape: dict[str, Any], *keys: str) -> list[float] | None:
     return [float(v) for v in values] if all(is_number(v) for v in values) else None
 
 
+def _not_finite(shape: dict[str, Any], *keys: str) -> str:
+    """The problem with the first of ``keys`` that is NaN or infinite (JSON readers accept both), or ""."""
+    for key in keys:
+        value = shape.get(key)
+        if is_number(value) and not math.isfinite(value):
+            return f"{shape['name']} has {key} {value!r}, not a finite number"
+    return ""
+
+
 def _region_polygon(shape: Any) -> tuple[list[list[float]] | None, str]:
     """A region's ``shape_attributes`` as polygons (one part), or ``(None, problem)``."""
     if not isinstance(shape, dict) or "name" not in shape:
@@ -280,6 +290,8 @@ def _region_polygon(shape: Any) -> tuple[list[list[float]] | None, str]:
         values = _numbers(shape, "x", "y", "width", "height")
         if values is None:
             return None, "rect needs numbers x, y, width, height"
+        if problem := _not_finite(shape, "x", "y", "width", "height"):
+            return None, problem
         x, y, w, h = values
         if w <= 0 or h <= 0:
             return None, f"rect of width {w:g} and height {h:g} has no area"
@@ -288,6 +300,8 @@ def _region_polygon(shape: Any) -> tuple[list[list[float]] | None, str]:
         values = _numbers(shape, "cx", "cy", "r")
         if values is None:
             return None, "circle needs numbers cx, cy, r"
+        if problem := _not_finite(shape, "cx", "cy", "r"):
+            return None, problem
         cx, cy, r = values
         if r <= 0:
             return None, f"circle of radius {r:g} has no area"
@@ -297,6 +311,8 @@ def _region_polygon(shape: Any) -> tuple[list[list[float]] | None, str]:
         theta = shape.get("theta", 0.0)
         if values is None or not is_number(theta):
             return None, "ellipse needs numbers cx, cy, rx, ry (and theta, if given)"
+        if problem := _not_finite(shape, "cx", "cy", "rx", "ry", "theta"):
+            return None, problem
         cx, cy, rx, ry = values
         if rx <= 0 or ry <= 0:
             return None, f"ellipse of radii {rx:g}, {ry:g} has no area"
