@@ -408,6 +408,12 @@ coco_case("COCO string image ids", 0, "images: 2", "OK")(
         and None
     )
 )
+coco_case("COCO with no images", 1, "ann.json", "nothing to train on", "no images")(
+    lambda data: data.update(images=[], annotations=[])
+)
+coco_case("COCO with images but no objects", 1, "nothing to train on", "none of the images (2)")(
+    lambda data: data.update(annotations=[])
+)
 coco_case("COCO malformed RLE counts", 1, "ann.json", "annotation 11", "counts")(
     lambda data: data["annotations"][0].update(segmentation={"size": [48, 64], "counts": "!!not rle"})
 )
@@ -483,14 +489,38 @@ via_case(
 via_case("VIA unknown shape", 1, "via_region_data.json", "hexagon")(
     lambda data: data["a.png1"]["regions"][0]["shape_attributes"].update(name="hexagon")
 )
-via_case("VIA image without regions", 0, "a.png", "without")(lambda data: data["a.png1"].update(regions=[]))
+
+
+@case("VIA image without regions", 0, "b.png", "without")
+def _(d, ckpt):
+    data = via_dict(d)
+    save(d / "b.png", rgb())
+    data["b.png1"] = {"filename": "b.png", "size": 1, "regions": [], "file_attributes": {}}
+    path = d / "via_region_data.json"
+    path.write_text(json.dumps(data))
+    return ["check-data", "--format", "via", str(path)]
+
+
+via_case("VIA whose only image has no regions", 1, "a.png", "nothing to train on")(
+    lambda data: data["a.png1"].update(regions=[])
+)
 
 
 # --- LabelMe ---------------------------------------------------------------------------------------
 
 
 # A JSON beside the images may be anything (a config, a class list): skipped with a warning.
-@case("LabelMe file without shapes", 0, "a.json", "shapes", "skipped")
+@case("LabelMe file without shapes", 0, "a.json", "shapes", "skipped", "images: 1")
+def _(d, ckpt):
+    folder = labelme_folder(d, shapes=None)
+    save(folder / "b.png", rgb())
+    shape = {"label": "cat", "points": [[10, 10], [30, 10], [30, 30]], "shape_type": "polygon"}
+    body = {"imagePath": "b.png", "imageHeight": 48, "imageWidth": 64, "shapes": [shape]}
+    (folder / "b.json").write_text(json.dumps(body))
+    return check_labelme(folder)
+
+
+@case("LabelMe folder whose only file has no shapes", 1, "a.json", "skipped", "nothing to train on")
 def _(d, ckpt):
     return check_labelme(labelme_folder(d, shapes=None))
 

@@ -80,7 +80,7 @@ def run_check_data(args: argparse.Namespace) -> int:
         dataset, source=args.path or args.format, progress=progress(len(dataset), "checking")
     )
     print(report.render())
-    return 0 if report.ok else 1
+    return 0 if report.trainable else 1
 
 
 def run_inspect_data(args: argparse.Namespace) -> int:

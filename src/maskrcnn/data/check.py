@@ -49,6 +49,20 @@ class CheckReport:
         """No errors: everything listed can be trained on as it is."""
         return not self.errors
 
+    @property
+    def empty(self) -> str:
+        """Why there is nothing to learn from (no image, or no object in any), or "" when there is."""
+        if self.images == 0:
+            return "the dataset lists no images it can use"
+        if not any(self.instances.values()):
+            return f"none of the images ({self.images}) has an object: a model trained on it learns only background"
+        return ""
+
+    @property
+    def trainable(self) -> bool:
+        """No errors, and something to learn from."""
+        return self.ok and not self.empty
+
     def render(self, *, max_problems: int = 200) -> str:
         """The report as text, one problem per line."""
         lines = [f"dataset: {self.source}", f"images: {self.images} ({len(self.negatives)} without objects)"]
@@ -63,12 +77,15 @@ class CheckReport:
         lines += [f"  {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
             lines.append(f"  ... and {len(self.problems) - max_problems} more")
-        lines.append(
-            "result: OK, trainable"
-            if self.ok
-            else "result: errors found: training skips the instances and images named above "
-            "(--strict makes them fatal); fix them to use all your data"
-        )
+        if self.empty:
+            lines.append(f"result: nothing to train on: {self.empty}")
+        elif self.ok:
+            lines.append("result: OK, trainable")
+        else:
+            lines.append(
+                "result: errors found: training skips the instances and images named above "
+                "(--strict makes them fatal); fix them to use all your data"
+            )
         return "\n".join(lines)
 
 
