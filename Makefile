@@ -28,8 +28,12 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check src tests benchmarks tools samples
 	$(VENV)/bin/ruff format --check src tests benchmarks tools samples
 
+# Test workers of one thread each, a test file per worker at a time: on 2 cores, two workers take ~3.5
+# minutes where one process on two threads takes ~5 (most tests are small, and two threads on small
+# tensors mostly wait for each other). TEST_WORKERS=1 runs them one after another.
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py

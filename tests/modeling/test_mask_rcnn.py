@@ -122,9 +122,11 @@ def test_overfits_a_few_images():
     data = [shapes_sample(seed) for seed in range(3)]
     images, targets = [d[0] for d in data], [d[1] for d in data]
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
+    # At 2e-3 the worst instance ended near 0.89 or 0.91 depending on the thread count (the order of the
+    # float sums); at 3e-3 it is 0.92 on one thread and on two.
+    optimizer = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-4)
     steps = 200
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     for _ in range(steps):
         loss = sum(model(images, targets).values())
         optimizer.zero_grad()

@@ -55,7 +55,10 @@ class CheckReport:
         if self.images == 0:
             return "the dataset lists no images it can use"
         if not any(self.instances.values()):
-            return f"none of the images ({self.images}) has an object: a model trained on it learns only background"
+            return (
+                f"none of the images ({self.images}) has an object: a model trained on it learns only "
+                "background"
+            )
         return ""
 
     @property
