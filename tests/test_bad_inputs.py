@@ -501,6 +501,13 @@ def _(d, ckpt):
     return ["check-data", "--format", "via", str(path)]
 
 
+via_case(
+    "VIA class_names with a class no region has",
+    0,
+    "via_region_data.json",
+    "class 'kite' has no instances",
+    options=("-o", "class_attribute=kind", "-o", "class_names=balloon,kite"),
+)(lambda data: None)
 via_case("VIA whose only image has no regions", 1, "a.png", "nothing to train on")(
     lambda data: data["a.png1"].update(regions=[])
 )
@@ -523,6 +530,11 @@ def _(d, ckpt):
 @case("LabelMe folder whose only file has no shapes", 1, "a.json", "skipped", "nothing to train on")
 def _(d, ckpt):
     return check_labelme(labelme_folder(d, shapes=None))
+
+
+@case("LabelMe class_names with a class no shape has", 0, "labelme", "class 'dog' has no instances")
+def _(d, ckpt):
+    return [*check_labelme(labelme_folder(d)), "-o", "class_names=cat,dog"]
 
 
 @case("LabelMe unsupported shape type", 1, "a.json", "spline")
@@ -587,6 +599,14 @@ def _(d, ckpt):
     path = yolo_dataset(d)
     (d / "labels" / "train" / "orphan.txt").write_text("0 0.2 0.2 0.8 0.2 0.8 0.8\n")
     return check_yolo(path)
+
+
+# Roboflow's exports name a placeholder class no label uses: warned (it can only score AP -1).
+@case("YOLO class that no label uses", 0, "data.yaml", "class 'dog' has no instances", "OK")
+def _(d, ckpt):
+    return check_yolo(
+        yolo_dataset(d, yaml=f"path: {d}\ntrain: images/train\nval: images/train\nnames: [cat, dog]\n")
+    )
 
 
 @case("YOLO data YAML broken", 1, "data.yaml")
@@ -763,6 +783,11 @@ def _(d, ckpt):
 @case("reader option without =", 1, "image_dir")
 def _(d, ckpt):
     return [*check_coco(d, coco_dict(d)), "-o", "image_dir"]
+
+
+@case("reader option of the wrong type", 1, "check_images=7", "true or false")
+def _(d, ckpt):
+    return [*check_coco(d, coco_dict(d)), "-o", "check_images=7"]
 
 
 # --- videos ----------------------------------------------------------------------------------------

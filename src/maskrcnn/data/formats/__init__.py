@@ -12,6 +12,7 @@ import inspect
 from typing import Any
 
 from maskrcnn.data.dataset import DataError, InstanceDataset
+from maskrcnn.data.formats.options import checked_options
 
 __all__ = ["AUTO", "FORMATS", "load_dataset", "reader_class", "resolve_format"]
 
@@ -75,4 +76,4 @@ def load_dataset(format: str | None, path: Any = None, **options: Any) -> Instan
     except TypeError as e:  # checked before reading: a bug inside a reader stays a bug
         known = [p for p in inspect.signature(cls).parameters if p not in ("path", "transforms")]
         raise DataError(f"--format {format}: {e}; its options: {', '.join(known)}") from None
-    return cls(*args, **options)
+    return cls(*args, **checked_options(format, cls, options))

@@ -117,7 +117,11 @@ class LabelMeDataset(AnnotatedDataset):
         label_of = {name: k + 1 for k, name in enumerate(names)}
         for annotation, name in pending:
             annotation.label = label_of[name]
-        super().__init__(records, names, problems=problems, source=str(path), transforms=transforms)
+        folder_log = ProblemLog(str(path), strict=strict)
+        folder_log.report_empty_classes(records, names)
+        super().__init__(
+            records, names, problems=problems + folder_log.problems, source=str(path), transforms=transforms
+        )
 
 
 def _keys(data: Any) -> str:

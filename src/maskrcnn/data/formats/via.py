@@ -183,6 +183,7 @@ class ViaDataset(AnnotatedDataset):
         # Unusual in VIA, where people export the images they annotated: more often regions lost on the way
         # (a project saved before the regions were drawn). Negatives all the same, but said.
         log.report_many("warning", "images have no regions (read as images without objects)", no_regions)
+        log.report_empty_classes(records, names)
         super().__init__(records, names, problems=log.problems, source=str(path), transforms=transforms)
 
     @staticmethod

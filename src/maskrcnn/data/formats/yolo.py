@@ -147,6 +147,7 @@ class YoloDataset(AnnotatedDataset):
         folders = {label_path(image).parent for image in images if label_path(image).parent != image.parent}
         orphans = sorted(p for f in folders if f.is_dir() for p in f.glob("*.txt") if p not in wanted)
         log.report_many("warning", "label files have no image (not read)", [str(p) for p in orphans])
+        log.report_empty_classes(records, class_names)
         super().__init__(
             records,
             class_names,
