@@ -458,6 +458,23 @@ def _(d, ckpt):
     ]
 
 
+@case(
+    "evaluate on a COCO file with a broken annotation",
+    0,
+    "1 annotation problems left out",
+    "image a.png, annotation 11",
+    "2 points",
+    "evaluated 2 images",
+)
+def _(d, ckpt):
+    data = coco_dict(d)
+    data["categories"][0]["name"] = "square"  # one of the checkpoint's classes
+    data["annotations"][0]["segmentation"] = [[10, 10, 30, 10]]
+    path = d / "ann.json"
+    path.write_text(json.dumps(data))
+    return ["evaluate", "--weights", str(ckpt), "--data", str(path), "--out", str(d / "eval")]
+
+
 @case("train on a COCO file without images", 1, "empty.json", "no images")
 def _(d, ckpt):
     (d / "empty.json").write_text(

@@ -123,6 +123,7 @@ def _names(names: list[str], shown: int = 8) -> str:
 
 def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
+    from maskrcnn.data.dataset import problem_lines
     from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
     from maskrcnn.engine.precision import resolve_precision
 
@@ -130,13 +131,11 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     dataset, checkpoint, label_map = _load(args, device)
     if main:
         inform(f"precision: {precision.describe()}")  # not under --quiet
-    errors = [p for p in dataset.problems if p.severity == "error"]
-    if errors:
-        print(
-            f"warning: {len(errors)} annotation problems left out of the evaluation (maskrcnn check-data "
-            "lists them)",
-            file=sys.stderr,
-        )
+        errors = [p for p in dataset.problems if p.severity == "error"]
+        if errors:
+            print(f"warning: {len(errors)} annotation problems left out of the evaluation:", file=sys.stderr)
+        for line in problem_lines(dataset.problems):
+            print(line, file=sys.stderr)
     evaluation = evaluate(
         checkpoint.model,
         dataset,

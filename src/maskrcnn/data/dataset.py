@@ -54,6 +54,7 @@ __all__ = [
     "build_target",
     "check_annotation",
     "polygon_area",
+    "problem_lines",
     "rasterize",
     "read_mask_file",
     "resolve_index",
@@ -98,6 +99,15 @@ class Problem:
             p for p in (self.source, f"image {self.image}" if self.image else "", self.annotation) if p
         )
         return f"{self.severity}: {where}: {self.message}"
+
+
+def problem_lines(problems: Sequence[Problem], *, shown: int = 20) -> list[str]:
+    """The first ``shown`` problems, one indented line each, then how many more there are: what commands
+    print of a dataset's problems (``check-data`` prints them all)."""
+    lines = [f"  {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  ... and {len(problems) - shown} more (maskrcnn check-data lists them all)")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------------

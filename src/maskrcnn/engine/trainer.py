@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from maskrcnn.config import LAYERS, Config, config_to_dict
 from maskrcnn.data import Batch, InstanceDataset
+from maskrcnn.data.dataset import problem_lines
 from maskrcnn.data.loader import mix_seed
 from maskrcnn.engine import distributed
 from maskrcnn.engine.data import EpochBatches, blank_batch, load_training_data, training_batches
@@ -154,8 +155,8 @@ class Trainer:
             )
             cfg.model.num_classes = wanted
         self.say(f"training data: {train_data.summary()}")
-        for problem in train_data.problems[:20]:
-            self.say(f"  {problem}")
+        for line in problem_lines(train_data.problems):
+            self.say(line)
         return train_data, val_data
 
     def build_model(self) -> MaskRCNN:
