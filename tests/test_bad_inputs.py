@@ -626,6 +626,13 @@ def _(d, ckpt):
     )
 
 
+@case("YOLO image without a label file", 0, "1 images have no label file", "images/train/b.png", "OK")
+def _(d, ckpt):
+    path = yolo_dataset(d)
+    save(d / "images" / "train" / "b.png", rgb())
+    return check_yolo(path)
+
+
 @case("YOLO data YAML broken", 1, "data.yaml")
 def _(d, ckpt):
     return check_yolo(yolo_dataset(d, yaml="names: [cat\ntrain: : :\n"))

@@ -126,6 +126,7 @@ class YoloDataset(AnnotatedDataset):
         problems = log.problems  # label files get their own logs; everything lands here in order
         images = self._list_images(data[split], root, yaml_path, split, log)
         records: list[ImageRecord] = []
+        unlabelled: list[str] = []
         for image_id, image in enumerate(images):
             try:
                 ref = image.relative_to(root).as_posix()
@@ -141,7 +142,12 @@ class YoloDataset(AnnotatedDataset):
                     self._read_labels(labels, record, len(class_names), file_log)
                 finally:
                     problems.extend(file_log.problems)
+            else:
+                unlabelled.append(ref)
             records.append(record)
+        # YOLO's convention for a background image, but as often labels lost on the way (a labels/
+        # folder renamed or not copied): said, in one line.
+        log.report_many("warning", "images have no label file (read as images without objects)", unlabelled)
         # A label file whose image is gone trains nothing: usually images deleted or renamed by hand.
         wanted = {label_path(image) for image in images}
         folders = {label_path(image).parent for image in images if label_path(image).parent != image.parent}
