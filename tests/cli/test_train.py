@@ -106,3 +106,33 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_is_read(tmp_path, caps
     taken.write_text("")
     assert main(["train", "--preset", "shapes", "--out", str(taken)]) == 1
     assert capsys.readouterr().err == f"error: --out {taken} is a file; give a folder\n"
+
+
+def test_data_without_format_is_read_as_the_format_it_is(tmp_path, capsys):
+    """``train --data via_region_data.json`` on the default preset: the shapes generator reads no files,
+    so the path's own format (detected, and said) is trained on, and the run remembers it."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    regions, square = {}, {"name": "polygon", "all_points_x": [8, 40, 40, 8], "all_points_y": [8, 8, 40, 40]}
+    for i in range(2):
+        pixels = np.full((64, 64, 3), 90, dtype=np.uint8)
+        pixels[8:40, 8:40] = 220
+        Image.fromarray(pixels).save(tmp_path / f"b{i}.png")
+        region = {"shape_attributes": square, "region_attributes": {"object": "balloon"}}
+        regions[f"b{i}.png1"] = {
+            "filename": f"b{i}.png",
+            "size": 1,
+            "regions": [region],
+            "file_attributes": {},
+        }
+    data = tmp_path / "via_region_data.json"
+    data.write_text(json.dumps(regions))
+    out = tmp_path / "run"
+    args = _tiny_args(out, **{"data.train_options": {}, "data.val": None, "data.val_options": {}})
+    assert main([*args, "--data", str(data)]) == 0
+    assert f"data: detected format via ({data})" in capsys.readouterr().err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["format"] == "via"
+    assert saved["data"]["train"] == str(data)

@@ -155,16 +155,24 @@ def load_data(format: str, path: str | None, options: Sequence[str], *, strict: 
     ``format`` ``auto`` is detected from the path, and the format found said in one line on stderr.
     """
     from maskrcnn.data import load_dataset
-    from maskrcnn.data.formats import AUTO, resolve_format
 
     kwargs = reader_options(options)
     if strict:
         kwargs["strict"] = True
-    if format == AUTO:
-        format = resolve_format(format, path)
-        if not rank_label():  # once per launch, not once per torchrun process
-            print(f"data: detected format {format} ({path})", file=sys.stderr)
-    return load_dataset(format, path, **kwargs)
+    return load_dataset(resolved_format(format, path), path, **kwargs)
+
+
+def resolved_format(format: str, path: str | None) -> str:
+    """``format`` itself, or for ``auto`` the format detected from ``path``, said in one line on stderr
+    (once per launch, not once per torchrun process)."""
+    from maskrcnn.data.formats import AUTO, resolve_format
+
+    if format != AUTO:
+        return format
+    format = resolve_format(format, path)
+    if not rank_label():
+        print(f"data: detected format {format} ({path})", file=sys.stderr)
+    return format
 
 
 def progress(total: int, desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:

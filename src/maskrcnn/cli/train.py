@@ -11,6 +11,7 @@ from maskrcnn.cli.common import (
     add_set_argument,
     output_folder,
     rank_label,
+    resolved_format,
     split_assignments,
 )
 from maskrcnn.config import LAYERS, PRESETS
@@ -30,7 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="a YAML config file (e.g. a run's config.yaml)")
     train.add_argument("--data", help="the training data (what the format reads)")
     train.add_argument("--val-data", help="the validation data")
-    train.add_argument("--format", help="the data format (default: the preset's)")
+    train.add_argument(
+        "--format", help="the data format (default: the preset's; on the shapes preset, a --data path's own)"
+    )
     train.add_argument(
         "-o",
         "--option",
@@ -87,10 +90,14 @@ def _run_config(args: argparse.Namespace) -> Any:
     """The run's config: a preset or a file, then the command-line settings, then --set overrides, then
     the reader options."""
     from maskrcnn.config import load_config, override, preset
+    from maskrcnn.data.formats import AUTO
 
     if args.preset and args.config:
         raise CommandError("train: give --preset or --config, not both")
     cfg = load_config(args.config) if args.config else preset(args.preset or "shapes")
+    if args.format is None and args.data is not None and cfg.data.format == "shapes":
+        # The shapes generator reads no files: a --data path is the user's own data, of the format it is.
+        args.format = resolved_format(AUTO, args.data)
     if args.format is not None and args.format != cfg.data.format:
         # The reader options of the preset's (or file's) format mean nothing to another reader: --format
         # coco on the default shapes preset must not pass count= to the COCO reader.
