@@ -784,6 +784,17 @@ def _(d, ckpt):
     return train_argv(d, "--set", "data.batch_size=0")
 
 
+# A NaN threshold compares false with everything: it used to train a whole run to an empty model.
+@case("flag --set NaN NMS threshold", 1, "model.rpn.nms_thresh", "finite")
+def _(d, ckpt):
+    return train_argv(d, "--set", "model.rpn.nms_thresh=nan")
+
+
+@case("flag --set integer beyond floats", 1, "model.num_classes", "inf")
+def _(d, ckpt):
+    return train_argv(d, "--set", "model.num_classes=1e309")
+
+
 @case("flag --set NaN learning rate", 1, "train.lr", "nan")
 def _(d, ckpt):
     return train_argv(d, "--set", "train.lr=nan")

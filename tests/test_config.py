@@ -1,8 +1,26 @@
 import json
+import os
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from maskrcnn.config import ModelConfig, config_from_dict, config_to_dict, override
+from maskrcnn.config import (
+    PRESETS,
+    ModelConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    override,
+    parse_value,
+    preset,
+    validate,
+    validate_run,
+)
+from tests.mutations import cut_short, mutated
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 
 def test_round_trip_through_json():
@@ -135,3 +153,84 @@ def test_a_mapping_set_whole_then_by_key_keeps_both():
         preset("coco"), {"data.train_options": "{image_dir: a, x: 1}", "data.train_options.x": "2"}
     )
     assert cfg.data.train_options == {"image_dir": "a", "x": 2}
+
+
+# --- fuzzing: broken config files and --set values -----------------------------------------------
+
+PRESET_DICTS = {name: config_to_dict(preset(name)) for name in PRESETS}
+
+
+def _leaves(doc: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of a config dict's values (``train.lr``, ``model.rpn.nms_thresh``, ...)."""
+    keys = []
+    for key, value in doc.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaves(value, f"{dotted}.") if isinstance(value, dict) and value else [dotted]
+    return keys
+
+
+@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_broken_config_file_is_a_value_error_naming_the_file(tmp_path_factory, data):
+    """Whatever is deleted, retyped or cut short, ``load_config`` (what ``--config`` calls) either gives a
+    config that passes its own validation or raises ``ValueError`` naming the file: nothing else."""
+    doc = data.draw(mutated(PRESET_DICTS[data.draw(st.sampled_from(sorted(PRESETS)))]))
+    text = data.draw(cut_short(yaml.safe_dump(doc)))
+    path = tmp_path_factory.mktemp("cfg") / "run.yaml"
+    path.write_text(text)
+    try:
+        cfg = load_config(path)
+    except ValueError as e:
+        message = str(e)
+    else:
+        validate(cfg.model)
+        validate_run(cfg)
+        message = ""
+    assert not message or str(path) in message
+    event("refused" if message else "accepted")
+
+
+@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_set_value_of_any_text_is_taken_or_a_value_error_naming_the_key(data):
+    """``--set KEY=TEXT`` for any key of a preset and any text (numbers, lists, NaN, words)."""
+    name = data.draw(st.sampled_from(sorted(PRESETS)))
+    key = data.draw(st.sampled_from(_leaves(PRESET_DICTS[name])))
+    text = data.draw(
+        st.one_of(
+            st.sampled_from(
+                ["nan", "inf", "-inf", "-1", "0", "1e309", "", "none", "[]", "{}", "[1, x]", "true"]
+            ),
+            st.text(max_size=8),
+        )
+    )
+    try:
+        cfg = override(preset(name), {key: text})
+    except ValueError as e:
+        message = str(e)
+    else:
+        validate(cfg.model)
+        validate_run(cfg)
+        message = ""
+    # The message names the key, or its field as the config's validation words it (``data.batch_size``).
+    assert not message or key.rsplit(".", 1)[-1] in message, (key, text, message)
+    event("refused" if message else "accepted")
+
+
+def test_numbers_that_are_no_setting_are_refused():
+    # What the fuzzing above found: an integer field given 1e309 (an infinity) crashed in int(), and
+    # NaN thresholds were taken (they compare false with everything: a run to an empty model).
+    with pytest.raises(ValueError, match=r"model.num_classes: expected int, got inf"):
+        override(preset("shapes"), {"model.num_classes": "1e309"})
+    for text in ("nan", ".nan", "inf", "-.inf"):
+        with pytest.raises(ValueError, match=r"model.rpn.nms_thresh: expected a finite number"):
+            override(preset("shapes"), {"model.rpn.nms_thresh": text})
+
+
+def test_a_lone_dot_is_text_and_a_file_with_one_names_itself(tmp_path):
+    # YAML 1.2: a float has a digit.
+    assert [parse_value(t) for t in (".", "-.", "1.", ".5")] == [".", "-.", 1.0, 0.5]
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  .: 0\n")
+    with pytest.raises(ValueError, match=rf"{path}: model: unknown keys \['\.'\]"):
+        load_config(path)

@@ -15,6 +15,7 @@ from scratch on synthetic shapes, on a CPU), ``coco`` (torchvision's ResNet-50-F
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -623,10 +624,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a number, got {value!r}")
         try:
             number = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e309), an infinity
             raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
         if annotation is int and isinstance(value, float) and value != number:
             raise ValueError(f"{where}: expected an integer, got {value!r}")
+        # No setting means anything at NaN or an infinity: a NaN threshold compares false with
+        # everything, and would run a whole training to an empty model without a word.
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
         return number
     if annotation is str:
         if not isinstance(value, str):
@@ -704,7 +709,8 @@ def _yaml_loader() -> type:
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(
-            r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+            # YAML 1.2's: a digit at least (a lone "." or "-." is a string, which float() would refuse).
+            r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
             r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
         ),
         list("-+0123456789."),
@@ -764,7 +770,7 @@ def load_config(path: str | os.PathLike[str], cls: type[T] = Config) -> T:  # ty
         data = _load_yaml(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: a scalar its constructor refuses
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if data is None:
         data = {}

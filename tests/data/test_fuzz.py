@@ -10,10 +10,8 @@ profile is derandomised); ``FUZZ_EXAMPLES=2000 pytest tests/data/test_fuzz.py`` 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,57 +26,10 @@ from maskrcnn.data import load_dataset
 from maskrcnn.data.check import check_dataset
 from maskrcnn.data.dataset import DataError
 from maskrcnn.data.image_io import ImageError
+from tests.mutations import mutated_json
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
-
-# What a mutation may put in place of a value.
-VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(10**6), 10**6),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=6),
-    st.just([]),
-    st.just({}),
-    st.lists(st.one_of(st.floats(-10, 100), st.just(float("nan"))), max_size=7),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
-
-
-def paths(doc: Any, prefix: tuple = ()) -> Iterator[tuple]:
-    """Every place in a JSON document: the keys and indices leading to it."""
-    if isinstance(doc, dict):
-        items = doc.items()
-    elif isinstance(doc, list):
-        items = enumerate(doc)
-    else:
-        return
-    for key, value in items:
-        yield (*prefix, key)
-        yield from paths(value, (*prefix, key))
-
-
-@st.composite
-def mutated_json(draw: st.DrawFn, doc: Any) -> str:
-    """``doc`` after one to three deletions or replacements, as JSON text, maybe cut short."""
-    doc = copy.deepcopy(doc)
-    for _ in range(draw(st.integers(1, 3))):
-        places = list(paths(doc))
-        if not places:
-            break
-        *parents, last = draw(st.sampled_from(places))
-        parent = doc
-        for key in parents:
-            parent = parent[key]
-        if draw(st.booleans()):
-            del parent[last]
-        else:
-            parent[last] = draw(VALUES)
-    text = json.dumps(doc)  # NaN and Infinity as JavaScript writes them, which Python's json reads
-    if draw(st.integers(0, 9)) == 0:
-        text = text[: draw(st.integers(0, len(text)))]
-    return text
 
 
 def read_and_check(format: str, path: Path, **options: Any) -> None:
