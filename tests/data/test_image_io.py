@@ -1,6 +1,11 @@
+import os
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from maskrcnn.data.image_io import ImageError, image_size, read_image, read_image_bytes
@@ -98,3 +103,79 @@ def test_decompression_bomb_guard_stays_on(tmp_path, monkeypatch):
         read_image(tmp_path / "big.png")
     with pytest.raises(ImageError, match="decompression bomb"):
         image_size(tmp_path / "big.png")
+
+
+def _encoded(fmt: str) -> bytes:
+    """A small textured picture in ``fmt``, with an EXIF orientation where the format stores one."""
+    import io
+
+    pixels = np.random.default_rng(0).integers(0, 255, size=(12, 16, 3), dtype=np.uint8)
+    img = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    if fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        img.save(buffer, fmt, exif=exif)
+    else:
+        img.convert("P").save(buffer, fmt)
+    return buffer.getvalue()
+
+
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+ENCODED = {fmt: _encoded(fmt) for fmt in FORMATS}
+
+
+def test_pillows_warnings_become_one_log_line_naming_the_file(tmp_path, caplog):
+    damaged = bytearray(ENCODED["JPEG"])
+    damaged[34] = 0xFF  # inside the EXIF block: Pillow warns of corrupt EXIF data, the pixels are intact
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(bytes(damaged))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(path)
+    assert image.shape == (3, 12, 16)  # the orientation tag is lost with the EXIF data
+    (record,) = caplog.records  # Pillow's wording after the file's name may change between versions
+    assert record.getMessage().startswith(f"{path}: Corrupt EXIF data")
+
+
+def test_a_tiff_whose_width_is_no_integer_is_an_image_error(tmp_path):
+    # Found by the fuzzing below: Image.open raises a bare ValueError ("Invalid dimensions") for it.
+    raw = bytearray(ENCODED["TIFF"])
+    width_tag = bytes([0, 1, 4, 0, 1, 0, 0, 0, 16, 0])  # tag 256 (ImageWidth), LONG, 1 value: 16
+    at = raw.index(width_tag)
+    raw[at + 2] = 11  # its type: FLOAT
+    path = tmp_path / "float_width.tiff"
+    path.write_bytes(bytes(raw))
+    for read in (image_size, read_image):
+        with pytest.raises(ImageError, match=rf"{path}: cannot open \(Invalid dimensions\)"):
+            read(path)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None)
+@given(st.data())
+def test_damaged_files_are_image_errors(tmp_path_factory, data):
+    """Bytes changed, inserted or cut off anywhere in a valid file of each format: reading the header or
+    the pixels gives a picture or an ``ImageError`` naming the file, never Pillow's own exceptions."""
+    fmt = data.draw(st.sampled_from(FORMATS))
+    raw = bytearray(ENCODED[fmt])
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        kind = data.draw(st.sampled_from(["set", "insert", "cut"]))
+        if kind == "set":
+            raw[at] = data.draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            del raw[at:]
+            break
+    path = tmp_path_factory.mktemp("damaged") / f"x.{fmt.lower()}"
+    path.write_bytes(bytes(raw))
+    for read in (image_size, read_image, lambda p: read_image_bytes(p.read_bytes(), str(p))):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # Pillow's warnings are logged with the file's name
+                read(path)
+            message = str(path)
+        except ImageError as e:
+            message = str(e)
+        assert str(path) in message

@@ -3,14 +3,20 @@
 Every file goes through Pillow, with the EXIF orientation applied (phones store portrait photos as rotated
 landscape pixels plus a tag), and every mode converted: grey, palette, grey + alpha, RGBA (alpha dropped),
 CMYK, 16-bit and 32-bit integer grey, float grey. Pillow's decompression-bomb guard stays on, and its
-warning counts as an error: a huge image fails with a message instead of exhausting memory.
+warning counts as an error: a huge image fails with a message instead of exhausting memory. Pillow's
+other warnings about a file (corrupt EXIF data, a truncated TIFF tag) are logged as one line naming the
+file, not shown as warnings that name Pillow's source line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
+import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +44,28 @@ class ImageError(ValueError):
     """An image that cannot be read (missing, not an image, truncated, too large), naming the file."""
 
 
+log = logging.getLogger(__name__)
+
+# What Pillow's decoders raise on damaged data besides OSError (found by fuzzing: a TIFF of invalid
+# dimensions is a ValueError from Image.open; a broken EXIF block a SyntaxError or struct.error).
+_DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+
+
+@contextlib.contextmanager
+def _pillow_warnings(name: str) -> Iterator[None]:
+    """Pillow's warnings while it reads the file ``name``: the decompression-bomb warning raised (past
+    ``MAX_IMAGE_PIXELS`` it warns, past twice that it raises: stop at the first), the others logged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+    for message in dict.fromkeys(str(w.message).strip() for w in caught):  # each once, in order
+        log.warning("%s: %s", name, message)
+
+
 def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # Past Pillow's MAX_IMAGE_PIXELS it warns, past twice that it raises: stop at the first.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_warnings(name):
             return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
@@ -50,7 +73,7 @@ def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image Pillow can read") from None
-    except OSError as e:
+    except _DAMAGED as e:
         raise ImageError(f"{name}: cannot open ({e})") from None
 
 
@@ -61,7 +84,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     to look for it after them, hundreds of times slower); cameras and editors write it before.
     """
     name = str(path)
-    with _open(path, name) as img:
+    with _open(path, name) as img, _pillow_warnings(name):
         width, height = img.size
         try:
             if img.format == "PNG":
@@ -72,7 +95,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             else:
                 exif = img.getexif()
             orientation = exif.get(0x0112, 1)
-        except (OSError, SyntaxError, ValueError) as e:
+        except _DAMAGED as e:
             raise ImageError(f"{name}: cannot read the header ({e})") from None
     # Orientations 5-8 transpose the image.
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
@@ -90,14 +113,13 @@ def read_image_bytes(data: bytes, name: str) -> Tensor:
 
 def _decode(img: Image.Image, name: str) -> Tensor:
     try:
-        with img, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with img, _pillow_warnings(name):
             img.load()
             img = ImageOps.exif_transpose(img)
             return pil_to_tensor(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+    except _DAMAGED as e:  # truncated or corrupt data
         raise ImageError(f"{name}: cannot decode ({e})") from None
 
 
