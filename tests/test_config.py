@@ -1,5 +1,6 @@
 import json
 import os
+from collections.abc import Callable
 
 import pytest
 import yaml
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from maskrcnn.config import (
     PRESETS,
+    Config,
     ModelConfig,
     config_from_dict,
     config_to_dict,
@@ -169,6 +171,20 @@ def _leaves(doc: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def _refusal(make: Callable[[], Config]) -> str:
+    """The ``ValueError`` message of ``make()``, or "" when it gives a config that passes the model's and
+    the run's validation (anything else that comes out fails the test)."""
+    try:
+        cfg = make()
+    except ValueError as e:
+        event("refused")
+        return str(e)
+    validate(cfg.model)
+    validate_run(cfg)
+    event("accepted")
+    return ""
+
+
 @settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_a_broken_config_file_is_a_value_error_naming_the_file(tmp_path_factory, data):
@@ -178,16 +194,8 @@ def test_a_broken_config_file_is_a_value_error_naming_the_file(tmp_path_factory,
     text = data.draw(cut_short(yaml.safe_dump(doc)))
     path = tmp_path_factory.mktemp("cfg") / "run.yaml"
     path.write_text(text)
-    try:
-        cfg = load_config(path)
-    except ValueError as e:
-        message = str(e)
-    else:
-        validate(cfg.model)
-        validate_run(cfg)
-        message = ""
+    message = _refusal(lambda: load_config(path))
     assert not message or str(path) in message
-    event("refused" if message else "accepted")
 
 
 @settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
@@ -204,17 +212,9 @@ def test_a_set_value_of_any_text_is_taken_or_a_value_error_naming_the_key(data):
             st.text(max_size=8),
         )
     )
-    try:
-        cfg = override(preset(name), {key: text})
-    except ValueError as e:
-        message = str(e)
-    else:
-        validate(cfg.model)
-        validate_run(cfg)
-        message = ""
+    message = _refusal(lambda: override(preset(name), {key: text}))
     # The message names the key, or its field as the config's validation words it (``data.batch_size``).
     assert not message or key.rsplit(".", 1)[-1] in message, (key, text, message)
-    event("refused" if message else "accepted")
 
 
 def test_numbers_that_are_no_setting_are_refused():
