@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from maskrcnn.data.dataset import DataError, InstanceDataset, Problem
+from maskrcnn.data.dataset import DataError, InstanceDataset, Problem, problem_lines
 from maskrcnn.data.image_io import ImageError
 
 __all__ = ["CheckReport", "check_dataset"]
@@ -77,9 +77,7 @@ class CheckReport:
             shown = ", ".join(self.negatives[:10]) + (" ..." if len(self.negatives) > 10 else "")
             lines.append(f"images without objects: {shown}")
         lines.append(f"problems: {len(self.errors)} errors, {len(self.warnings)} warnings")
-        lines += [f"  {p}" for p in self.problems[:max_problems]]
-        if len(self.problems) > max_problems:
-            lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        lines += problem_lines(self.problems, shown=max_problems, hint="")
         if self.empty:
             lines.append(f"result: nothing to train on: {self.empty}")
         elif self.ok:

@@ -101,12 +101,14 @@ class Problem:
         return f"{self.severity}: {where}: {self.message}"
 
 
-def problem_lines(problems: Sequence[Problem], *, shown: int = 20) -> list[str]:
-    """The first ``shown`` problems, one indented line each, then how many more there are: what commands
-    print of a dataset's problems (``check-data`` prints them all)."""
+def problem_lines(
+    problems: Sequence[Problem], *, shown: int = 20, hint: str = " (maskrcnn check-data lists them all)"
+) -> list[str]:
+    """The first ``shown`` problems, one indented line each, then how many more there are (and ``hint``):
+    what commands print of a dataset's problems."""
     lines = [f"  {p}" for p in problems[:shown]]
     if len(problems) > shown:
-        lines.append(f"  ... and {len(problems) - shown} more (maskrcnn check-data lists them all)")
+        lines.append(f"  ... and {len(problems) - shown} more{hint}")
     return lines
 
 
