@@ -238,8 +238,18 @@ def test_malformed_files_raise(tmp_path, text, match):
 
 
 def test_class_names_need_an_attribute(tmp_path):
-    with pytest.raises(ValueError, match="class_attribute"):
-        ViaDataset(tmp_path / "x.json", class_names=["a"])
+    write_image(tmp_path / "a.png", W, H)
+    two = write_json(
+        tmp_path / "two.json", entry("a.png", [region(rect(1, 1, 4, 4), kind="cat", colour="red")])
+    )
+    with pytest.raises(DataError, match=rf"{two}: class_names needs class_attribute= .* no single attribute"):
+        ViaDataset(two, class_names=["cat"])
+    assert ViaDataset(two, class_names=["cat"], class_attribute="kind").class_names == ["cat"]
+    # A sole attribute is the one to read: class_names then only fixes the classes and their order.
+    sole = write_json(tmp_path / "sole.json", entry("a.png", [region(rect(1, 1, 4, 4), kind="cat")]))
+    ds = ViaDataset(sole, class_names=["dog", "cat"])
+    assert ds.class_names == ["dog", "cat"]
+    assert ds[0][1]["labels"].tolist() == [2]
 
 
 def test_a_sole_region_attribute_is_the_class(tmp_path):

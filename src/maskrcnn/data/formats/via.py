@@ -100,8 +100,6 @@ class ViaDataset(AnnotatedDataset):
         class_name: str | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        if class_names is not None and class_attribute is None:
-            raise ValueError("ViaDataset: class_names needs class_attribute (the region attribute to read)")
         path = Path(path)
         data = read_json(path, _EXPECTED)
         entries = _image_entries(path, data)
@@ -114,6 +112,11 @@ class ViaDataset(AnnotatedDataset):
                     f"classes read from the region attribute {class_attribute!r}, the only one; pass "
                     "class_attribute= or class_name= (one class) to choose",
                 )
+        if class_names is not None and class_attribute is None:
+            raise DataError(
+                f"{path}: class_names needs class_attribute= (the region attribute that holds the class); "
+                "the regions have no single attribute to take it from"
+            )
         class_name = class_name if class_name is not None else "object"
         root = locate_images(
             path,
