@@ -769,40 +769,19 @@ def _(d, ckpt):
     return config_file(d, "- train\n- lr\n")
 
 
-@case("flag --set of an unknown key", 1, "train.lrr")
-def _(d, ckpt):
-    return train_argv(d, "--set", "train.lrr=0.1")
+def set_case(name: str, assignment: str, *says: str) -> None:
+    """``train --set ASSIGNMENT`` on the shapes preset: exit 1 with ``says`` in the message."""
+    CASES.append(Case(name, lambda d, ckpt: train_argv(d, "--set", assignment), 1, says))
 
 
-@case("flag --set of a wrong type", 1, "train.lr", "abc")
-def _(d, ckpt):
-    return train_argv(d, "--set", "train.lr=abc")
-
-
-@case("flag --set out of range", 1, "data.batch_size", "0")
-def _(d, ckpt):
-    return train_argv(d, "--set", "data.batch_size=0")
-
-
+set_case("flag --set of an unknown key", "train.lrr=0.1", "train.lrr")
+set_case("flag --set of a wrong type", "train.lr=abc", "train.lr", "abc")
+set_case("flag --set out of range", "data.batch_size=0", "data.batch_size", "0")
 # A NaN threshold compares false with everything: it used to train a whole run to an empty model.
-@case("flag --set NaN NMS threshold", 1, "model.rpn.nms_thresh", "finite")
-def _(d, ckpt):
-    return train_argv(d, "--set", "model.rpn.nms_thresh=nan")
-
-
-@case("flag --set integer beyond floats", 1, "model.num_classes", "inf")
-def _(d, ckpt):
-    return train_argv(d, "--set", "model.num_classes=1e309")
-
-
-@case("flag --set NaN learning rate", 1, "train.lr", "nan")
-def _(d, ckpt):
-    return train_argv(d, "--set", "train.lr=nan")
-
-
-@case("flag --set without =", 1, "train.lr")
-def _(d, ckpt):
-    return train_argv(d, "--set", "train.lr")
+set_case("flag --set NaN NMS threshold", "model.rpn.nms_thresh=nan", "model.rpn.nms_thresh", "finite")
+set_case("flag --set integer beyond floats", "model.num_classes=1e309", "model.num_classes", "inf")
+set_case("flag --set NaN learning rate", "train.lr=nan", "train.lr", "nan")
+set_case("flag --set without =", "train.lr", "train.lr")
 
 
 @case("flag unknown preset", 2, "nopreset")
