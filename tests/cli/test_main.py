@@ -88,6 +88,33 @@ def test_a_bug_is_one_line_too_and_the_traceback_comes_on_request(monkeypatch, c
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_running_out_of_memory_is_said_as_such_with_what_needs_less(monkeypatch, capsys):
+    import torch
+
+    from maskrcnn.cli import info
+
+    def greedy(args):
+        torch.empty(2**62, dtype=torch.uint8)  # what torch's CPU allocator refuses, at once
+
+    monkeypatch.setattr(info, "run_info", greedy)
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory (")
+    assert "can't allocate memory" in err
+    assert "--batch-size" in err
+    assert "model.transform.max_size" in err
+    assert "internal error" not in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+    def python_greedy(args):
+        raise MemoryError
+
+    monkeypatch.setattr(info, "run_info", python_greedy)
+    assert main(["info"]) == 1
+    assert capsys.readouterr().err.startswith("error: out of memory (MemoryError): smaller images")
+
+
 def _commands(parser):
     """Every (sub)command parser with its name path, nested ones included (``weights list``)."""
     import argparse

@@ -86,7 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug: one line, and the traceback on request
         if os.environ.get("MASKRCNN_TRACEBACK"):
             traceback.print_exc()
+        if _out_of_memory(e):  # not a bug: the work is larger than the machine
+            return print_error(
+                f"out of memory ({str(e).splitlines()[0] if str(e) else type(e).__name__}): smaller images "
+                "(--set model.transform.min_size=... model.transform.max_size=...), fewer images at once "
+                "(--batch-size, --set data.batch_size=...) or --precision bf16 need less"
+            )
         return print_error(
             f"internal error ({type(e).__name__}: {e}); set MASKRCNN_TRACEBACK=1 to see where, and please "
             "report it"
         )
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure: Python's ``MemoryError``, torch's CUDA
+    ``OutOfMemoryError``, or the ``RuntimeError`` of torch's CPU allocator."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
