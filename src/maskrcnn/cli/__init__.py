@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_error(
                 f"out of memory ({str(e).splitlines()[0] if str(e) else type(e).__name__}): smaller images "
                 "(--set model.transform.min_size=... model.transform.max_size=...), fewer images at once "
-                "(--batch-size, --set data.batch_size=...) or --precision bf16 need less"
+                "(--batch-size, --set data.batch_size=...) or bfloat16 (--precision bf16; for train, --set "
+                "train.amp=bf16) need less"
             )
         return print_error(
             f"internal error ({type(e).__name__}: {e}); set MASKRCNN_TRACEBACK=1 to see where, and please "
