@@ -243,6 +243,9 @@ class AugmentConfig:
         scale_jitter: ``(min, max)`` factor of a random resize before the model's own resizing.
         large_scale_jitter: output size of large-scale jitter (resize by 0.1..2 and crop or pad to it).
         crop: smallest side fraction of a random crop (instances cut by it are clipped).
+        crop_size: instead of ``crop``, random square crops of this many pixels (clamped to the image):
+            training on large images at the scale tiled inference (``eval.tile``, ``--tile``) applies the
+            model at. ``maskrcnn train --tile SIZE`` sets both.
         color_jitter: strength of brightness, contrast and saturation jitter (hue: a quarter of it).
         copy_paste: probability of pasting another training image's objects on top.
     """
@@ -253,6 +256,7 @@ class AugmentConfig:
     scale_jitter: tuple[float, float] | None = None
     large_scale_jitter: int | None = None
     crop: float | None = None
+    crop_size: int | None = None
     color_jitter: float = 0.0
     copy_paste: float = 0.0
 
@@ -384,12 +388,18 @@ class EvalConfig:
         every_epochs: validate every this many epochs (and after the last).
         max_images: validate on the first this many validation images only (``None``: all).
         loss: also compute the validation loss.
+        tile: cut each validation image into tiles of this many pixels and merge their detections
+            (:mod:`maskrcnn.engine.tiling`); ``None``: whole images. Checkpoints record it, and
+            ``predict`` / ``evaluate`` tile as the model was validated unless told otherwise.
+        tile_overlap: pixels shared by neighbouring tiles (``None``: a quarter of the tile).
     """
 
     batch_size: int = 2
     every_epochs: int = 1
     max_images: int | None = None
     loss: bool = True
+    tile: int | None = None
+    tile_overlap: int | None = None
 
 
 @dataclass
@@ -430,6 +440,20 @@ def validate_run(cfg: Config) -> None:
         problems.append(f"train.dist_timeout={t.dist_timeout} (seconds, positive)")
     if t.ema is not None and not 0 < t.ema < 1:
         problems.append(f"train.ema={t.ema} (a decay in (0, 1), e.g. 0.999)")
+    a, e = d.augment, cfg.eval
+    if a.crop_size is not None:
+        if a.crop_size < 1:
+            problems.append(f"data.augment.crop_size={a.crop_size} (pixels, at least 1)")
+        if a.crop is not None:
+            problems.append(f"data.augment.crop={a.crop} and data.augment.crop_size={a.crop_size}: give one")
+    if e.tile is not None:
+        from maskrcnn.engine.tiling import tiling_problem
+
+        problem = tiling_problem(e.tile, e.tile_overlap)
+        if problem:
+            problems.append(f"eval.tile={e.tile}, eval.tile_overlap={e.tile_overlap}: {problem}")
+    elif e.tile_overlap is not None:
+        problems.append(f"eval.tile_overlap={e.tile_overlap} without eval.tile")
     if d.val_split is not None:
         if not 0 < d.val_split < 1:
             problems.append(f"data.val_split={d.val_split} (a fraction in (0, 1), e.g. 0.2)")

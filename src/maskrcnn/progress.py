@@ -121,3 +121,30 @@ class _LineBar(tqdm):  # type: ignore[misc]
             self._shown = (self._shown[0], float("-inf"))  # the last state, however soon after the one before
             self.display()
         super().close()
+
+
+class StepsBar:
+    """A progress callback ``(done, total)`` for work reported in steps (the tiles of one large image): a
+    bar opens at the first report of a ``total`` of at least ``min_total`` and closes at ``done ==
+    total``; smaller totals show nothing (a bar per small image would only flicker).
+
+    Args:
+        desc: the text before the bar.
+        unit: what is counted.
+        min_total: the smallest total shown.
+        disable: show nothing (e.g. on the ranks other than 0).
+    """
+
+    def __init__(self, *, desc: str, unit: str, min_total: int = 16, disable: bool = False) -> None:
+        self.desc, self.unit, self.min_total, self.disable = desc, unit, min_total, disable
+        self._bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if total < self.min_total or self.disable:
+                return
+            self._bar = bar(total=total, desc=self.desc, unit=self.unit, leave=False)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._bar.close()
+            self._bar = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,39 @@ class CroppedMasks:
 
     def __len__(self) -> int:
         return len(self.crops)
+
+    def __getitem__(self, index: Tensor | Sequence[int]) -> CroppedMasks:
+        """The masks at ``index`` (an index or boolean ``[N]`` tensor, or a list of indices), in its order."""
+        if isinstance(index, Tensor) and index.dtype == torch.bool:
+            index = torch.nonzero(index).flatten()
+        picked = [int(k) for k in index]
+        return CroppedMasks(
+            [self.crops[k] for k in picked], [self.origins[k] for k in picked], self.image_size
+        )
+
+    def resized(self, size: tuple[int, int]) -> CroppedMasks:
+        """The masks of the same image resized to ``size`` ``(h, w)`` (nearest neighbour: output pixel
+        ``(y, x)`` takes the input pixel its centre falls in), each still a crop of its extent."""
+        height, width = self.image_size
+        new_h, new_w = int(size[0]), int(size[1])
+        sy, sx = new_h / height, new_w / width
+        crops, origins = [], []
+        for crop, (y, x) in self:
+            h, w = crop.shape
+            # The output rows (columns) whose centres fall inside the crop's rows (columns).
+            r0, r1 = math.ceil((y * sy) - 0.5), math.ceil(((y + h) * sy) - 0.5)
+            c0, c1 = math.ceil((x * sx) - 0.5), math.ceil(((x + w) * sx) - 0.5)
+            r0, c0 = max(r0, 0), max(c0, 0)
+            r1, c1 = min(r1, new_h), min(c1, new_w)
+            if not crop.numel() or r1 <= r0 or c1 <= c0:
+                crops.append(crop.new_zeros((0, 0)))
+                origins.append((0, 0))
+                continue
+            rows = ((torch.arange(r0, r1, dtype=torch.float64) + 0.5) / sy).floor().long() - y
+            cols = ((torch.arange(c0, c1, dtype=torch.float64) + 0.5) / sx).floor().long() - x
+            crops.append(crop[rows.clamp_(0, h - 1)][:, cols.clamp_(0, w - 1)])
+            origins.append((r0, c0))
+        return CroppedMasks.from_regions(crops, origins, (new_h, new_w))
 
     def __iter__(self) -> Iterator[tuple[Tensor, tuple[int, int]]]:
         """``(crop, (y0, x0))`` of each mask."""

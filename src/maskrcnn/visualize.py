@@ -62,7 +62,7 @@ def _outline(mask: Tensor) -> Tensor:
 
 
 def draw_instances(
-    image: Tensor,
+    image: Tensor | Image.Image,
     *,
     boxes: Tensor | None = None,
     masks: Tensor | CroppedMasks | None = None,
@@ -76,7 +76,8 @@ def draw_instances(
     """Translucent masks with outlines, boxes, and captions ``"class score"`` over an image.
 
     Args:
-        image: float ``[3, H, W]`` in 0..1.
+        image: float ``[3, H, W]`` in 0..1, or an RGB PIL image (drawn on a copy: a large scene is
+            never held as floats).
         boxes: ``[N, 4]`` xyxy pixels.
         masks: ``[N, H, W]`` or ``[N, 1, H, W]``, binary or probabilities (thresholded at
             ``mask_threshold``), or :class:`~maskrcnn.structures.CroppedMasks` (a predictor's).
@@ -88,7 +89,9 @@ def draw_instances(
     """
     n = next((len(t) for t in (boxes, masks, labels) if t is not None), 0)
     colors = list(colors) if colors is not None else random_colors(n)
-    base = image.detach().float().cpu().clone()
+    # The picture as bytes, blended region by region: each mask's region goes to floats and back, so
+    # memory is the picture's bytes and not four times them.
+    pixels = np.array(image.convert("RGB") if isinstance(image, Image.Image) else to_pil(image))
     extents: list[list[int]] = []
     if masks is not None and n:
         cropped = _cropped(masks, mask_threshold)
@@ -104,13 +107,14 @@ def draw_instances(
             inside = torch.zeros((ys.stop - ys.start, xs.stop - xs.start), dtype=torch.bool)
             top, left = y0 - ys.start, x0 - xs.start
             inside[top : top + crop.shape[0], left : left + crop.shape[1]] = crop.cpu()
-            patch = base[:, ys, xs]  # a view: the blends below write into the picture
-            color = torch.tensor(colors[k], dtype=torch.float32)[:, None, None] / 255.0
+            patch = torch.from_numpy(pixels[ys, xs]).float()  # [h, w, 3], 0..255
+            color = torch.tensor(colors[k], dtype=torch.float32)
             # One pass over the region, no gathers: pixel + weight * (colour - pixel), weight alpha
             # inside the mask, 1 on its outline and 0 elsewhere.
-            weight = inside.float().mul_(alpha).masked_fill_(_outline(inside), 1.0)
+            weight = inside.float().mul_(alpha).masked_fill_(_outline(inside), 1.0)[..., None]
             patch.lerp_(color.expand_as(patch), weight)
-    picture = to_pil(base)
+            pixels[ys, xs] = patch.add_(0.5).to(torch.uint8).numpy()
+    picture = Image.fromarray(pixels, mode="RGB")
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
     for k in range(n):
@@ -193,17 +197,30 @@ def draw_anchors(
     return picture
 
 
-def color_splash(image: Tensor, masks: Tensor | CroppedMasks, *, threshold: float = 0.5) -> Tensor:
+def color_splash(
+    image: Tensor | Image.Image, masks: Tensor | CroppedMasks, *, threshold: float = 0.5
+) -> Tensor | Image.Image:
     """Grey image with the original colours kept inside the masks (the classic "color splash").
 
     Args:
-        image: float ``[3, H, W]`` in 0..1.
+        image: float ``[3, H, W]`` in 0..1, or an RGB PIL image.
         masks: ``[N, H, W]`` or ``[N, 1, H, W]`` binary masks or probabilities (thresholded at
             ``threshold``), or :class:`~maskrcnn.structures.CroppedMasks`.
 
     Returns:
-        float ``[3, H, W]``.
+        float ``[3, H, W]`` for a tensor; for a PIL image an RGB PIL image (made region by region in
+        bytes: a large scene is never held as floats). Grey is ITU-R 601 luma (0.299 R + 0.587 G +
+        0.114 B) either way.
     """
+    if isinstance(image, Image.Image):
+        colour = np.asarray(image.convert("RGB"))
+        out = np.array(image.convert("L").convert("RGB"))
+        if len(masks):
+            for crop, (y, x) in _cropped(masks, threshold):
+                inside = crop.cpu().numpy()
+                region = (slice(y, y + inside.shape[0]), slice(x, x + inside.shape[1]))
+                out[region][inside] = colour[region][inside]
+        return Image.fromarray(out, mode="RGB")
     grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).expand_as(image)
     if not len(masks):
         return grey.clone()

@@ -148,6 +148,78 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tile_size(text: str) -> int:
+    """An argparse ``type`` for ``--tile``: pixels (at least the smallest tile), or 0 / ``off`` for none."""
+    from maskrcnn.engine.tiling import MIN_TILE
+
+    if text.strip().lower() in ("0", "off", "none"):
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels or 'off', got {text!r}") from None
+    if value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"tiles must be at least {MIN_TILE} pixels (or 0: off), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def _pixels(text: str) -> int:
+    value = int(float(text)) if "e" in text.lower() else int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser, *, reads_images: bool = True) -> None:
+    """``--tile SIZE`` and ``--tile-overlap PIXELS`` (and, for the commands that read images,
+    ``--max-pixels N``)."""
+    parser.add_argument(
+        "--tile",
+        type=_tile_size,
+        metavar="SIZE",
+        help="cut large images into overlapping tiles of SIZE pixels, at the model's scale, and merge "
+        "their detections (default: as the checkpoint was trained with --tile, else whole images; "
+        "0 or off: whole images)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=_non_negative,
+        metavar="PIXELS",
+        help="pixels neighbouring tiles share, at most half the tile (default a quarter of the tile; "
+        "make it at least the size of the largest objects)",
+    )
+    if reads_images:
+        parser.add_argument(
+            "--max-pixels",
+            type=_pixels,
+            metavar="N",
+            help="read images of up to N pixels (default Pillow's guard against decompression bombs, "
+            "89,478,485: e.g. --max-pixels 4e8 for a 20,000 x 20,000 scene)",
+        )
+
+
+def tile_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``--tile`` / ``--tile-overlap`` as :meth:`Predictor.from_checkpoint` and
+    :func:`~maskrcnn.engine.tiling.checkpoint_tiling` take them: ``tile`` ``"checkpoint"`` when not
+    given, ``None`` for off."""
+    if args.tile is None:
+        return {"tile": "checkpoint", "tile_overlap": args.tile_overlap}
+    if args.tile == 0:
+        if args.tile_overlap is not None:
+            raise CommandError("--tile-overlap without tiles (--tile is off)")
+        return {"tile": None, "tile_overlap": None}
+    if args.tile_overlap is not None and args.tile_overlap > args.tile // 2:
+        raise CommandError(f"--tile-overlap {args.tile_overlap}: at most half the tile ({args.tile // 2})")
+    return {"tile": args.tile, "tile_overlap": args.tile_overlap}
+
+
 def load_data(format: str, path: str | None, options: Sequence[str], *, strict: bool = False) -> Any:
     """The dataset ``--format``, the path and ``-o`` options name (an ``InstanceDataset``); an unknown
     option, unreadable data, or (with ``strict``) any problem raises ``DataError`` naming it.

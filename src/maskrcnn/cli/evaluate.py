@@ -11,8 +11,10 @@ from maskrcnn.cli.common import (
     add_data_arguments,
     add_device_argument,
     add_precision_argument,
+    add_tile_arguments,
     add_weights_argument,
     load_data,
+    tile_settings,
 )
 from maskrcnn.progress import inform
 from maskrcnn.weights.coco import UNUSED_CLASS
@@ -44,7 +46,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", metavar="DIR", help="the training run whose split.json --split reads")
     add_device_argument(parser)
     add_precision_argument(parser)
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
+    add_tile_arguments(parser)
+    parser.add_argument(
+        "--batch-size", type=int, default=2, help="images (with --tile: tiles) per forward pass (default 2)"
+    )
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes (default 0)")
     parser.add_argument(
         "--confusion-score",
@@ -59,9 +64,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``maskrcnn evaluate``: under torchrun, each process evaluates its share of the images and rank 0
     writes the report and prints; returns the exit code 0 (problems are raised, see
     :mod:`maskrcnn.cli.common`)."""
+    from maskrcnn.data.image_io import pixel_limit
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.distributed import launched_with_several_processes, process_group
 
+    tile_settings(args)  # contradictory tile flags are said before anything is read
     if args.batch_size < 1 or args.num_workers < 0:
         raise CommandError(
             f"--batch-size must be >= 1 and --num-workers >= 0, got {args.batch_size}, {args.num_workers}"
@@ -71,7 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         except ValueError as e:
             raise CommandError(f"--device: {e}") from None
-    with process_group(args.device) as group:
+    with process_group(args.device) as group, pixel_limit(args.max_pixels):
         return _evaluate(args, group.device, main=group.is_main)
 
 
@@ -126,11 +133,20 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     from maskrcnn.data.dataset import problem_lines
     from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
     from maskrcnn.engine.precision import resolve_precision
+    from maskrcnn.engine.tiling import checkpoint_tiling
 
     precision = resolve_precision(args.precision, device)
     dataset, checkpoint, label_map = _load(args, device)
+    settings = tile_settings(args)
+    try:
+        tile, overlap = checkpoint_tiling(settings["tile"], settings["tile_overlap"], checkpoint.extra)
+    except ValueError as e:
+        raise CommandError(f"--tile-overlap: {e}") from None
     if main:
         inform(f"precision: {precision.describe()}")  # not under --quiet
+        if tile is not None:
+            trained = " (as the model was trained: --tile 0 for whole images)" if args.tile is None else ""
+            inform(f"tiles: {tile} px, overlap {overlap if overlap is not None else tile // 4} px{trained}")
         errors = [p for p in dataset.problems if p.severity == "error"]
         if errors:
             print(f"warning: {len(errors)} annotation problems left out of the evaluation:", file=sys.stderr)
@@ -145,6 +161,8 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         score_threshold_for_confusion=args.confusion_score,
         label_map=label_map,
         precision=precision.name,
+        tile=tile,
+        tile_overlap=overlap,
     )
     if not main:
         return 0

@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from maskrcnn.cli.common import (
     CommandError,
     add_device_argument,
     add_precision_argument,
+    add_tile_arguments,
     add_weights_argument,
     checkpoint_error,
     output_folder,
     probability,
+    tile_settings,
 )
 from maskrcnn.progress import inform
 
@@ -75,6 +77,14 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recursive", action="store_true", help="with a folder, also read the images in its subfolders"
     )
+    add_tile_arguments(parser)
+    parser.add_argument(
+        "--overlay-size",
+        type=_positive,
+        metavar="PIXELS",
+        help="write the pictures downscaled to at most PIXELS on their long side (results.json and "
+        "--save-masks stay at full resolution)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -97,10 +107,12 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     """Shared body of ``predict`` and ``splash``: under torchrun each process predicts on its share of
     the inputs and rank 0 writes ``results.json`` and prints (see
     :mod:`maskrcnn.engine.prediction_writer`)."""
+    from maskrcnn.data.image_io import pixel_limit
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.distributed import launched_with_several_processes, process_group
     from maskrcnn.engine.sources import iter_sources, overwritten_input
 
+    tiling = tile_settings(args)
     files = list(iter_sources(args.source, recursive=args.recursive))
     if not launched_with_several_processes():
         resolve_device(args.device)  # an unavailable device is said before anything is read
@@ -108,8 +120,10 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     clash = overwritten_input(files, out, mode)
     if clash is not None:
         raise CommandError(f"the output for {clash.path} would overwrite an input; choose another --out")
-    with process_group(args.device) as group:
-        return _predict(args, files, out, group.device, mode, save_masks=save_masks, main=group.is_main)
+    with process_group(args.device) as group, pixel_limit(args.max_pixels):
+        return _predict(
+            args, files, out, group.device, mode, tiling, save_masks=save_masks, main=group.is_main
+        )
 
 
 def _predict(
@@ -118,6 +132,7 @@ def _predict(
     out: Path,
     device: torch.device,
     mode: Mode,
+    tiling: dict[str, Any],
     *,
     save_masks: bool,
     main: bool,
@@ -126,6 +141,7 @@ def _predict(
     from maskrcnn.engine.precision import resolve_precision
     from maskrcnn.engine.prediction_writer import write_predictions
     from maskrcnn.engine.predictor import Predictor
+    from maskrcnn.progress import StepsBar
 
     precision = resolve_precision(args.precision, device)
     try:
@@ -136,6 +152,8 @@ def _predict(
             classes=_parse_classes(args.classes),
             batch_size=args.batch_size,
             precision=precision.name,
+            on_tiles=StepsBar(desc="tiles", unit="tile", disable=not main),
+            **tiling,
         )
     # Reading a checkpoint fails in many ways (missing file, not safetensors, corrupt data, foreign
     # config): each is reported as it is, as one line.
@@ -143,7 +161,12 @@ def _predict(
         raise checkpoint_error(args.weights, e) from None
     if main:
         inform(f"precision: {precision.describe()}")
-    writer = write_predictions(predictor, files, out, mode=mode, save_masks=save_masks)
+        if predictor.tile is not None:
+            trained = " (as the model was trained: --tile 0 for whole images)" if args.tile is None else ""
+            inform(f"tiles: {predictor.tile} px, overlap {predictor.tile_overlap} px{trained}")
+    writer = write_predictions(
+        predictor, files, out, mode=mode, save_masks=save_masks, overlay_size=args.overlay_size
+    )
     if not main:
         return 0
     for line in writer.summary():

@@ -63,6 +63,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "a name (coco, coco-v2, imagenet-r50...: `maskrcnn weights list`), or 'last' to resume the run "
         "in --out",
     )
+    train.add_argument(
+        "--tile",
+        type=int,
+        metavar="SIZE",
+        help="large images: train on random crops of SIZE pixels and validate on tiles of SIZE (the same "
+        "as --set data.augment.crop_size=SIZE --set eval.tile=SIZE); predict and evaluate then tile alike",
+    )
+    train.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="PIXELS",
+        help="with --tile: pixels neighbouring validation tiles share (default a quarter of the tile)",
+    )
     train.add_argument("--layers", choices=list(LAYERS), help="which layers train")
     train.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     train.add_argument(
@@ -94,6 +107,8 @@ def _run_config(args: argparse.Namespace) -> Any:
 
     if args.preset and args.config:
         raise CommandError("train: give --preset or --config, not both")
+    if args.tile_overlap is not None and args.tile is None:
+        raise CommandError("train: --tile-overlap goes with --tile")
     cfg = load_config(args.config) if args.config else preset(args.preset or "shapes")
     if args.format is None and args.data is not None and cfg.data.format == "shapes":
         # The shapes generator reads no files: a --data path is the user's own data, of the format it is.
@@ -110,6 +125,9 @@ def _run_config(args: argparse.Namespace) -> Any:
         "train.weights": args.weights,
         "train.layers": args.layers,
         "train.device": args.device,
+        "data.augment.crop_size": args.tile,
+        "eval.tile": args.tile,
+        "eval.tile_overlap": args.tile_overlap,
     }
     # Flag values are taken as they are (a path stays a path); --set texts are typed by the config.
     assignments: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
@@ -126,7 +144,12 @@ def _run_config(args: argparse.Namespace) -> Any:
 
 
 # What a resumed run may not change: its data (the batches of an exact resumption come from it).
-_DATA_FLAGS = {"--option": "option", "--val-option": "val_option", "--val-split": "val_split"}
+_DATA_FLAGS = {
+    "--option": "option",
+    "--val-option": "val_option",
+    "--val-split": "val_split",
+    "--tile": "tile",
+}
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import struct
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +30,12 @@ __all__ = [
     "ImageError",
     "image_size",
     "is_image_file",
+    "pil_to_rgb",
     "pil_to_tensor",
+    "pixel_limit",
     "read_image",
     "read_image_bytes",
+    "read_pil_image",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -63,6 +67,13 @@ def _pillow_warnings(name: str) -> Iterator[None]:
         log.warning("%s: %s", name, message)
 
 
+def _bomb(name: str, error: Exception) -> ImageError:
+    return ImageError(
+        f"{name}: refused as a possible decompression bomb ({error}; to read it, raise the limit: "
+        "--max-pixels N)"
+    )
+
+
 def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     try:
         with _pillow_warnings(name):
@@ -70,7 +81,7 @@ def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+        raise _bomb(name, e) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image Pillow can read") from None
     except _DAMAGED as e:
@@ -111,14 +122,43 @@ def read_image_bytes(data: bytes, name: str) -> Tensor:
     return _decode(_open(data, name), name)
 
 
-def _decode(img: Image.Image, name: str) -> Tensor:
+def read_pil_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image file into a PIL image in the file's own mode, EXIF orientation applied.
+
+    For images too large to hold as floats (a 20,000 x 20,000 RGB scene is 1.2 GB as bytes, 4.8 GB as
+    float32): tiled inference converts it one tile at a time (:func:`pil_to_tensor` on each crop).
+    """
+    return _decode(_open(path, str(path)), str(path), to_tensor=False)
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Read images of up to ``max_pixels`` pixels inside the block (``None``: Pillow's own limit,
+    ``Image.MAX_IMAGE_PIXELS``, about 89 million pixels: beyond it an image is refused as a possible
+    decompression bomb). The limit is Pillow's, for the whole process, and restored after the block."""
+    if max_pixels is None:
+        yield
+        return
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    # Pillow warns past its limit and raises past twice it; the warning is an error here
+    # (_pillow_warnings), so the limit given is the one that refuses.
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = int(max_pixels)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def _decode(img: Image.Image, name: str, *, to_tensor: bool = True) -> Any:
     try:
         with img, _pillow_warnings(name):
             img.load()
             img = ImageOps.exif_transpose(img)
-            return pil_to_tensor(img)
+            return pil_to_tensor(img) if to_tensor else img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+        raise _bomb(name, e) from None
     except _DAMAGED as e:  # truncated or corrupt data
         raise ImageError(f"{name}: cannot decode ({e})") from None
 
@@ -136,14 +176,24 @@ def pil_to_tensor(img: Image.Image) -> Tensor:
     if mode == "F":
         grey = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).clamp_(0, 1)
         return grey[None].expand(3, -1, -1).contiguous()
-    if mode != "RGB":
-        # Palette images may carry transparency: go through RGBA so the palette's colours are kept, then
-        # drop alpha. Grey, CMYK, YCbCr, LAB and HSV convert directly.
-        if mode in ("P", "PA"):
-            img = img.convert("RGBA")
-        img = img.convert("RGB")
-    array = np.asarray(img, dtype=np.uint8)
+    array = np.asarray(pil_to_rgb(img), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """A PIL image of any mode as 8-bit RGB, as :func:`pil_to_tensor` reads it (the image itself when it
+    is RGB already): for drawing on."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _INTEGER_RANGES or mode in ("I", "F"):
+        array = pil_to_tensor(img).mul_(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+        return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+    # Palette images may carry transparency: go through RGBA so the palette's colours are kept, then
+    # drop alpha. Grey, CMYK, YCbCr, LAB and HSV convert directly.
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

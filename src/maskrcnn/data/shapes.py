@@ -26,12 +26,14 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from maskrcnn.data.dataset import InstanceDataset, Transform
+from maskrcnn.structures import CroppedMasks
 
 __all__ = [
     "CLASS_NAMES",
     "Scene",
     "Shape",
     "ShapesDataset",
+    "draw_large_scene",
     "draw_scene",
     "random_scene",
     "write_shapes_coco",
@@ -74,12 +76,14 @@ class Scene:
     shapes: tuple[Shape, ...]
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of an ``(x1, y1, x2, y2)`` integer box with each of ``boxes`` ``[N, 4]`` (integer areas)."""
+    ix = np.maximum(0, np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]))
+    iy = np.maximum(0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]))
     inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = union - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def random_scene(
@@ -113,9 +117,10 @@ def random_scene(
         candidates.append(Shape(kind, color, x, y, s))  # type: ignore[arg-type]
     # Rank by a random score and keep greedily, as the classic generator's NMS over random scores does.
     order = rng.permutation(len(candidates))
+    boxes = np.array([shape.box() for shape in candidates], dtype=np.int64).reshape(-1, 4)
     kept: list[int] = []
     for i in order:
-        if all(_iou(candidates[i].box(), candidates[j].box()) <= overlap for j in kept):
+        if not kept or (_ious(boxes[i], boxes[kept]) <= overlap).all():
             kept.append(int(i))
     return Scene(background, tuple(candidates[i] for i in sorted(kept)))  # type: ignore[arg-type]
 
@@ -180,6 +185,54 @@ def draw_scene(
         else torch.zeros((0, height, width), dtype=torch.uint8)
     )
     return image, stacked, torch.tensor(labels, dtype=torch.int64)
+
+
+def draw_large_scene(scene: Scene, *, height: int, width: int) -> tuple[Image.Image, CroppedMasks, Tensor]:
+    """Render a scene of any size (a 20,000-pixel canvas of thousands of shapes) without a full-size layer
+    per shape: what :func:`draw_scene` draws, as a picture and crops.
+
+    Returns:
+        ``image``: an RGB PIL image (bytes: 1.2 GB at 20,000 x 20,000, where floats would be 4.8 GB),
+        ``masks``: the visible part of each shape (a shape drawn later hides what it covers; shapes hidden
+        entirely are dropped) as :class:`~maskrcnn.structures.CroppedMasks`, and ``labels`` int64 ``[N]``.
+    """
+    canvas = Image.new("RGB", (width, height), scene.background)
+    painter = ImageDraw.Draw(canvas)
+    regions, layers = [], []
+    for shape in scene.shapes:
+        shape.draw(painter, shape.color)
+        # The pixels a shape can touch (a triangle's base is wider than 2s), clipped to the canvas.
+        reach = math.ceil(shape.s / _SIN60) + 2
+        x0, y0 = max(shape.x - reach, 0), max(shape.y - reach, 0)
+        x1, y1 = min(shape.x + reach + 1, width), min(shape.y + reach + 1, height)
+        layer = Image.new("L", (max(x1 - x0, 1), max(y1 - y0, 1)), 0)
+        Shape(shape.kind, shape.color, shape.x - x0, shape.y - y0, shape.s).draw(ImageDraw.Draw(layer), 1)
+        regions.append((y0, x0, y1, x1))
+        layers.append(np.asarray(layer, dtype=bool)[: max(y1 - y0, 0), : max(x1 - x0, 0)].copy())
+    bounds = np.array(regions, dtype=np.int64).reshape(-1, 4)
+    crops, origins, labels = [], [], []
+    for i, (shape, layer) in enumerate(zip(scene.shapes, layers, strict=True)):
+        y0, x0, y1, x1 = regions[i]
+        later = np.arange(i + 1, len(layers))
+        meets = later[
+            (bounds[later, 0] < y1)
+            & (bounds[later, 2] > y0)
+            & (bounds[later, 1] < x1)
+            & (bounds[later, 3] > x0)
+        ]
+        visible = layer.copy()
+        for j in meets:  # later shapes occlude this one
+            oy0, ox0, oy1, ox1 = regions[j]
+            ys, xs = slice(max(y0, oy0), min(y1, oy1)), slice(max(x0, ox0), min(x1, ox1))
+            visible[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] &= ~layers[j][
+                ys.start - oy0 : ys.stop - oy0, xs.start - ox0 : xs.stop - ox0
+            ]
+        if visible.any():
+            crops.append(torch.from_numpy(visible))
+            origins.append((y0, x0))
+            labels.append(CLASS_NAMES.index(shape.kind) + 1)
+    masks = CroppedMasks.from_regions(crops, origins, (height, width))
+    return canvas, masks, torch.tensor(labels, dtype=torch.int64)
 
 
 class ShapesDataset(InstanceDataset):

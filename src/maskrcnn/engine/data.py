@@ -63,6 +63,8 @@ def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compos
         steps.append(T.ScaleJitter(*cfg.scale_jitter))
     if cfg.crop is not None:
         steps.append(T.RandomCrop(min_fraction=cfg.crop))
+    elif cfg.crop_size is not None:
+        steps.append(T.RandomCrop(size=cfg.crop_size))
     if cfg.hflip > 0:
         steps.append(T.HorizontalFlip(p=cfg.hflip))
     if cfg.vflip > 0:

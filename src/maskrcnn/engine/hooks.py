@@ -213,7 +213,13 @@ class Validation(Hook):
                     model, dataset, device=device, seed=trainer.cfg.train.seed
                 )
             evaluation = evaluate(
-                model, dataset, batch_size=self.batch_size, device=device, progress=trainer.progress
+                model,
+                dataset,
+                batch_size=self.batch_size,
+                device=device,
+                progress=trainer.progress,
+                tile=trainer.cfg.eval.tile,
+                tile_overlap=trainer.cfg.eval.tile_overlap,
             )
         record["metrics"] = evaluation.metrics
         trainer.metrics = evaluation.metrics

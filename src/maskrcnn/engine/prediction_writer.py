@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from maskrcnn.data.image_io import ImageError, read_image
+from maskrcnn.data.image_io import ImageError, pil_to_rgb, read_image, read_pil_image
 from maskrcnn.engine import distributed
 from maskrcnn.engine.evaluation.coco import instances_to_results
 from maskrcnn.engine.predictor import Detections, Predictor
@@ -91,6 +92,8 @@ class PredictionWriter:
         out: the output folder.
         mode: ``"predict"`` (overlays, results, masks) or ``"splash"``.
         save_masks: in ``predict``, also write each detection's mask as a PNG.
+        overlay_size: write the pictures (overlays, splashes; not the masks) downscaled to at most this
+            many pixels on their long side (``None``: at the image's size).
 
     Attributes:
         results: the COCO results so far (``predict``).
@@ -105,6 +108,7 @@ class PredictionWriter:
     out: Path
     mode: Mode
     save_masks: bool = False
+    overlay_size: int | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     images_done: int = 0
     videos: int = 0
@@ -114,18 +118,32 @@ class PredictionWriter:
     written: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
-    def render(self, image: Tensor, detections: Detections, *, video: bool) -> Image.Image:
-        """The picture written for ``image``: the drawn detections, or the color splash."""
+    def render(self, image: Tensor | Image.Image, detections: Detections, *, video: bool) -> Image.Image:
+        """The picture written for ``image`` (float ``[3, H, W]``, or a PIL image from a tiled run): the
+        drawn detections, or the color splash, downscaled to ``overlay_size``."""
+        boxes, masks = detections.boxes, detections.mask_crops
+        height, width = detections.image_size
+        if self.overlay_size is not None and max(height, width) > self.overlay_size:
+            scale = self.overlay_size / max(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            picture = to_pil(image) if isinstance(image, Tensor) else pil_to_rgb(image)
+            # Box filtering: each output pixel averages the input pixels it covers.
+            image = picture.resize((size[1], size[0]), Image.Resampling.BOX)
+            boxes = boxes * torch.tensor([size[1] / width, size[0] / height] * 2)
+            masks = masks.resized(size)
+        elif isinstance(image, Image.Image):
+            image = pil_to_rgb(image)
         if self.mode == "splash":
-            return to_pil(color_splash(image, detections.mask_crops))
+            splash = color_splash(image, masks)
+            return splash if isinstance(splash, Image.Image) else to_pil(splash)
         colors = None
         if video:  # one colour per class, steady from frame to frame
             palette = random_colors(max(len(self.predictor.class_names), 1))
             colors = [palette[(int(label) - 1) % len(palette)] for label in detections.labels]
         return draw_instances(
             image,
-            boxes=detections.boxes,
-            masks=detections.mask_crops,
+            boxes=boxes,
+            masks=masks,
             labels=detections.labels,
             scores=detections.scores,
             class_names=self.predictor.class_names,
@@ -160,10 +178,13 @@ class PredictionWriter:
             disable=distributed.rank() != 0,
         )
 
-        def readable() -> Iterator[tuple[MediaFile, Tensor]]:
+        # Tiles are cut from the decoded file in its own mode (a large scene is never held as floats).
+        read = read_pil_image if self.predictor.tile is not None else read_image
+
+        def readable() -> Iterator[tuple[MediaFile, Tensor | Image.Image]]:
             for file in files:
                 try:
-                    yield file, read_image(file.path)
+                    yield file, read(file.path)
                 except ImageError as e:
                     self.skipped.append(str(e))
                     tqdm.write(f"skipped {e}", file=sys.stderr)
@@ -251,13 +272,14 @@ def write_predictions(
     *,
     mode: Mode,
     save_masks: bool = False,
+    overlay_size: int | None = None,
 ) -> PredictionWriter:
     """Predict on ``files`` (the images first, then each video) and write the outputs into ``out``.
 
     Returns:
         the writer, with its counts (``processed``, ``skipped``...) and :meth:`PredictionWriter.summary`.
     """
-    writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks)
+    writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks, overlay_size=overlay_size)
     writer.out.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if f.kind == "image"]
     videos = [f for f in files if f.kind == "video"]
@@ -286,7 +308,13 @@ def _merged(writer: PredictionWriter) -> PredictionWriter:
     shares = distributed.gather_objects(mine, "gathering the predictions")
     if shares is None:
         return writer
-    merged = PredictionWriter(writer.predictor, writer.out, writer.mode, save_masks=writer.save_masks)
+    merged = PredictionWriter(
+        writer.predictor,
+        writer.out,
+        writer.mode,
+        save_masks=writer.save_masks,
+        overlay_size=writer.overlay_size,
+    )
     for name in _COUNTS:
         setattr(merged, name, sum(share[name] for share in shares))
     images_before = frames_before = 0

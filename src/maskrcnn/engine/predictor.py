@@ -12,7 +12,7 @@ see :func:`to_image_tensor`), runs the model under ``torch.inference_mode()`` on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
@@ -23,11 +23,19 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from maskrcnn.data.image_io import pil_to_tensor, read_image
+from maskrcnn.data.image_io import pil_to_tensor, read_image, read_pil_image
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
 from maskrcnn.engine.inference import binary_masks, run_model, select
 from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.engine.tiling import (
+    TileImage,
+    checkpoint_tiling,
+    default_overlap,
+    detect_tiled,
+    image_size_of,
+    tiling_problem,
+)
 from maskrcnn.ops import paste_masks_in_image
 from maskrcnn.structures import CroppedMasks
 from maskrcnn.weights.coco import UNUSED_CLASS, used_labels
@@ -144,6 +152,12 @@ class Predictor:
             4 bytes per pixel per detection).
         precision: ``auto`` (bf16 where the hardware computes it, else fp32), ``fp32``, ``bf16`` or
             ``fp16`` (CUDA): see :mod:`maskrcnn.engine.precision`. Results are float32 either way.
+        tile: cut each image into overlapping tiles of this many pixels, run them through the model
+            ``batch_size`` tiles at a time and merge their detections (:mod:`maskrcnn.engine.tiling`):
+            for images much larger than the model's input. ``None``: whole images.
+        tile_overlap: pixels neighbouring tiles share at least (``None``: a quarter of the tile).
+        on_tiles: with ``tile``, called with ``(tiles done, tiles of the image)`` as an image's tiles go
+            through the model (a progress bar for very large images).
     """
 
     def __init__(
@@ -158,11 +172,30 @@ class Predictor:
         mask_threshold: float = MASK_THRESHOLD,
         keep_probabilities: bool = False,
         precision: str = "auto",
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        on_tiles: Callable[[int, int], None] | None = None,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in 0..1, got {score_threshold}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if tile is not None:
+            problem = tiling_problem(tile, tile_overlap)
+            if problem:
+                raise ValueError(f"tile={tile}, tile_overlap={tile_overlap}: {problem}")
+            if keep_probabilities:
+                raise ValueError(
+                    "keep_probabilities is not available with tiles (full-size probabilities of a large "
+                    "image are what tiling avoids)"
+                )
+        elif tile_overlap is not None:
+            raise ValueError("tile_overlap without tile")
+        self.tile = tile
+        self.tile_overlap = (
+            None if tile is None else (default_overlap(tile) if tile_overlap is None else tile_overlap)
+        )
+        self.on_tiles = on_tiles
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -187,19 +220,35 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, source: str | os.PathLike[str], *, device: str | torch.device = "cpu", **options: Any
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        tile: int | str | None = "checkpoint",
+        tile_overlap: int | None = None,
+        **options: Any,
     ) -> Predictor:
         """A predictor for any checkpoint :func:`maskrcnn.weights.load_checkpoint` takes: the project's,
         a torchvision ``.pth``, or a registry name such as ``coco`` (fetched into the cache when needed);
         ``options`` are the other keyword arguments of :class:`Predictor` (``score_threshold``...).
 
+        ``tile`` ``"checkpoint"`` (the default) applies a model trained on tiles (``maskrcnn train
+        --tile``) on tiles of that size, and others to whole images; a size or ``None`` says which.
         The device is checked before the checkpoint is read.
         """
         from maskrcnn.weights import load_checkpoint
 
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(source, device=resolved)
-        return cls(checkpoint.model, checkpoint.class_names, device=resolved, **options)
+        tile, tile_overlap = checkpoint_tiling(tile, tile_overlap, checkpoint.extra)
+        return cls(
+            checkpoint.model,
+            checkpoint.class_names,
+            device=resolved,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            **options,
+        )
 
     def __call__(self, image: ImageInput) -> Detections:
         """Detections in one image (any form :func:`to_image_tensor` takes)."""
@@ -214,6 +263,8 @@ class Predictor:
         """
         if not len(images):
             return []
+        if self.tile is not None:
+            return [self._predict_tiled(image) for image in images]
         tensors = [to_image_tensor(image) for image in images]
         with torch.inference_mode():
             outputs = run_model(
@@ -233,7 +284,42 @@ class Predictor:
         while batch := list(islice(iterator, self.batch_size)):
             yield from self.predict_batch(batch)
 
-    def _select(self, output: dict[str, Tensor], size: tuple[int, int]) -> Detections:
+    def _predict_tiled(self, image: ImageInput) -> Detections:
+        """Detections in one image, tile by tile (a path is decoded into a PIL image and converted to
+        floats one tile at a time: see :mod:`maskrcnn.engine.tiling`)."""
+        if isinstance(image, str | os.PathLike):
+            source: TileImage = read_pil_image(image)
+        elif isinstance(image, Image.Image):
+            source = image
+        else:
+            source = to_image_tensor(image)
+
+        def detect(tiles: list[Tensor]) -> list[dict[str, Any]]:
+            outputs = run_model(
+                self.model,
+                [t.to(self.device) for t in tiles],
+                precision=self.precision,
+                score_threshold=self.score_threshold,
+            )
+            for output, t in zip(outputs, tiles, strict=True):
+                output["masks"] = binary_masks(
+                    output, (int(t.shape[-2]), int(t.shape[-1])), self.mask_threshold
+                )
+                output.pop("roi_masks", None)
+            return outputs
+
+        assert self.tile is not None
+        merged = detect_tiled(
+            detect,
+            source,
+            size=self.tile,
+            overlap=self.tile_overlap,
+            batch_size=self.batch_size,
+            on_tiles=self.on_tiles,
+        )
+        return self._select(merged, image_size_of(source))
+
+    def _select(self, output: dict[str, Any], size: tuple[int, int]) -> Detections:
         """The kept detections of one image, highest score first, their masks pasted at ``size``."""
         scores, labels = output["scores"], output["labels"]
         keep = scores >= self.score_threshold
@@ -241,6 +327,16 @@ class Predictor:
             keep &= torch.isin(labels, self._class_labels.to(labels.device))
         index = torch.where(keep)[0]
         kept = select(output, index[scores[index].argsort(descending=True, stable=True)])
+        if isinstance(kept.get("masks"), CroppedMasks):  # merged from tiles: binary already
+            labels = kept["labels"]
+            return Detections(
+                boxes=kept["boxes"].float(),
+                labels=labels,
+                scores=kept["scores"].float(),
+                mask_crops=kept["masks"],
+                class_names=[self._name(int(label)) for label in labels],
+                image_size=size,
+            )
         probs = None
         if self.keep_probabilities:
             probs = (

@@ -33,7 +33,9 @@ from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
 from maskrcnn.engine.inference import binary_masks, run_model
 from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.engine.tiling import detect_tiled, tiling_problem
 from maskrcnn.progress import bar as progress_bar
+from maskrcnn.structures import CroppedMasks
 from maskrcnn.weights.coco import UNUSED_CLASS
 
 __all__ = ["Evaluation", "evaluate", "match_classes"]
@@ -130,6 +132,8 @@ def evaluate(
     score_threshold_for_confusion: float = 0.5,
     label_map: Sequence[int] | None = None,
     precision: str = "fp32",
+    tile: int | None = None,
+    tile_overlap: int | None = None,
 ) -> Evaluation:
     """COCO box and mask AP of ``model`` on ``dataset``, with per-class AP, curves and confusion.
 
@@ -158,11 +162,20 @@ def evaluate(
             mapped to 0 are dropped and the dataset classes nothing maps to are left out of the AP.
         precision: ``fp32`` (the default: the exact figures, as training's validation reports them),
             ``auto``, ``bf16`` or ``fp16`` (see :mod:`maskrcnn.engine.precision`).
+        tile: detect in tiles of this many pixels, merged per image (:mod:`maskrcnn.engine.tiling`);
+            ``batch_size`` is then the tiles per forward pass. ``None``: whole images.
+        tile_overlap: pixels neighbouring tiles share (``None``: a quarter of the tile).
     """
     from maskrcnn.engine import distributed
 
     start = time.perf_counter()
     run = partial(run_model, precision=resolve_precision(precision, torch.device(device)))
+    if tile is not None:
+        problem = tiling_problem(tile, tile_overlap)
+        if problem:
+            raise ValueError(f"tile={tile}, tile_overlap={tile_overlap}: {problem}")
+        run = partial(_run_tiled, run, tile=tile, overlap=tile_overlap, batch_size=batch_size)
+        batch_size = 1  # images per loader batch: each is cut into batches of tiles
     lut = None if label_map is None else torch.tensor([0, *label_map], dtype=torch.int64)
     scored = None if label_map is None else sorted({k for k in label_map if k > 0})
     if distributed.world_size() == 1:
@@ -171,6 +184,32 @@ def evaluate(
     share = Subset(dataset, distributed.shard(len(dataset)))
     detected = _detect(run, model, dataset, share, batch_size, device, num_workers, progress, lut)
     return _gather_and_score(detected, score_threshold_for_confusion, start, scored)
+
+
+def _run_tiled(
+    run: Callable[..., list[dict[str, Tensor]]],
+    model: nn.Module,
+    images: list[Tensor],
+    *,
+    tile: int,
+    overlap: int | None,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """``run`` on each image's tiles, merged: per image the detections with ``masks`` as
+    :class:`~maskrcnn.structures.CroppedMasks` (binary, at the image's size)."""
+    device = images[0].device if images else torch.device("cpu")
+
+    def detect(tiles: list[Tensor]) -> list[dict[str, Any]]:
+        outputs = run(model, [t.to(device) for t in tiles])
+        for output, t in zip(outputs, tiles, strict=True):
+            output["masks"] = binary_masks(output, (int(t.shape[-2]), int(t.shape[-1])), MASK_THRESHOLD)
+            output.pop("roi_masks", None)
+        return outputs
+
+    return [
+        detect_tiled(detect, image.cpu(), size=tile, overlap=overlap, batch_size=batch_size)
+        for image in images
+    ]
 
 
 def _relabel(detection: dict[str, Tensor], lut: Tensor) -> dict[str, Tensor]:
@@ -236,7 +275,9 @@ def _detect(
                         ):
                             h, w = (int(v) for v in image.shape[-2:])
                             ground_truth.add(image_id, h, w, target)
-                            found["masks"] = binary_masks(found, (h, w), MASK_THRESHOLD)
+                            # Merged tiles come with their binary masks already.
+                            if not isinstance(found.get("masks"), CroppedMasks):
+                                found["masks"] = binary_masks(found, (h, w), MASK_THRESHOLD)
                             found.pop("roi_masks", None)
                         results.extend(
                             detections_to_results(detections, image_ids, ground_truth.category_ids)

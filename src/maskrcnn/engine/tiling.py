@@ -1,0 +1,403 @@
+"""Tiled inference: detections in images far larger than the model's input, one complete mask per object.
+
+A microscopy slide or an aerial scene of 20,000 pixels a side, resized to the model's 800-1333 pixels,
+loses its small objects; run whole at full resolution, it exhausts memory. Here the image is cut into
+overlapping square tiles of ``size`` pixels (:func:`tile_windows`), the tiles go through the model in
+batches, and their detections are mapped back to the image and merged (:func:`merge_tile_detections`).
+
+**Scale.** Each tile goes to the model as it is, so the model's own transform treats it as any image of
+``size`` pixels: resized so that its short side is the transform's ``min_size`` (capped by
+``max_size``). Every tile of an image at least ``size`` pixels a side is exactly ``size x size`` (the
+last row and column of tiles are moved inside the image rather than cut short), so every tile is scaled
+by the same factor, ``min_size / size``, as the random crops of ``size`` pixels a model is trained on
+(``maskrcnn train --tile SIZE``): the model is applied at the scale it learned. A side shorter than
+``size`` is one tile of that side's length, as a training crop of such an image is.
+
+**Merging** (masks, not boxes). Neighbouring tiles share ``overlap`` pixels or more: an object inside a
+shared strip is seen by both tiles, an object across a tile's border is seen cut by one tile and
+(whole or cut) by the next. Two detections of different tiles with the same label are views of one
+object when their masks, restricted to the pixels both tiles see, have an IoU of at least
+``match_iou``; views are joined greedily, the best-matching pairs first, and never two views from one
+tile (the model's own NMS already separated those). Then, for each object:
+
+* its score is its best view's score;
+* each pixel of its mask is decided by the view, among those that saw the pixel, whose tile has the
+  pixel farthest from a tile border (the image's own border does not count): a pixel near one tile's
+  edge is taken from the tile where it lies inside, so a mask is cut nowhere and the halves of an
+  object across a border join seamlessly. Views scoring under half of the best view's score do not
+  decide pixels (a weak second look must not overwrite a confident one);
+* its box is the model's box for an object seen by one tile, else its mask's extent.
+
+**Memory** is bounded by a batch of tiles and by the objects: an image given as a PIL image is kept in its
+own mode (1.2 GB for 20,000 x 20,000 RGB) and converted to floats one tile at a time, masks are kept as
+crops of their extents (:class:`~maskrcnn.structures.CroppedMasks`) until they are written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from maskrcnn.data.image_io import pil_to_tensor
+from maskrcnn.structures import CroppedMasks
+
+__all__ = [
+    "MATCH_IOU",
+    "MIN_TILE",
+    "TileImage",
+    "Window",
+    "checkpoint_tiling",
+    "default_overlap",
+    "detect_tiled",
+    "image_size_of",
+    "merge_tile_detections",
+    "tile_windows",
+    "tiling_problem",
+]
+
+MATCH_IOU = 0.4
+"""Mask IoU, over the pixels two tiles share, from which two detections are views of one object."""
+
+MIN_TILE = 32
+"""The smallest tile (the FPN's coarsest stride)."""
+
+# Views scoring under this fraction of an object's best view do not decide its pixels.
+_DECIDING_SCORE = 0.5
+
+TileImage = Tensor | Image.Image
+"""An image to tile: float ``[3, H, W]`` in 0..1, or a PIL image (converted one tile at a time)."""
+
+
+def default_overlap(size: int) -> int:
+    """The overlap used when none is given: a quarter of the tile."""
+    return size // 4
+
+
+def tiling_problem(size: int, overlap: int | None) -> str | None:
+    """What is wrong with a tile ``size`` and ``overlap`` (``None``: the default), or ``None``."""
+    if size < MIN_TILE:
+        return f"tiles must be at least {MIN_TILE} pixels"
+    if overlap is not None and not 0 <= overlap <= size // 2:
+        return f"the overlap must be between 0 and half the tile ({size // 2} pixels)"
+    return None
+
+
+def checkpoint_tiling(
+    tile: int | str | None, overlap: int | None, extra: dict[str, Any]
+) -> tuple[int | None, int | None]:
+    """The tiling to apply a checkpoint with: ``tile`` ``"checkpoint"`` takes the tiles it was validated
+    on (its ``extra["tile"]``, written by training with ``eval.tile``; ``overlap`` still overrides), or
+    none for a model trained on whole images; else ``(tile, overlap)`` as given."""
+    if tile != "checkpoint":
+        return (None if tile is None else int(tile)), overlap
+    trained = extra.get("tile")
+    if not isinstance(trained, dict) or not trained.get("size"):
+        if overlap is not None:
+            raise ValueError(
+                "a tile overlap without tiles: the checkpoint was not trained on tiles, give a tile size"
+            )
+        return None, None
+    return int(trained["size"]), overlap if overlap is not None else trained.get("overlap")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A tile: rows ``top..bottom - 1`` and columns ``left..right - 1`` of an image of ``image_size``."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    image_size: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+    def depth(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """int64 ``[len(ys), len(xs)]``: how far each pixel lies inside the tile, in pixels to its nearest
+        border inside the image (the image's own border does not count); -1 outside the tile."""
+        height, width = self.image_size
+        far = np.int64(height + width)  # farther than any pixel from any border
+        dy = np.full(len(ys), far, dtype=np.int64)
+        if self.top > 0:
+            dy = np.minimum(dy, ys - self.top)
+        if self.bottom < height:
+            dy = np.minimum(dy, self.bottom - 1 - ys)
+        dx = np.full(len(xs), far, dtype=np.int64)
+        if self.left > 0:
+            dx = np.minimum(dx, xs - self.left)
+        if self.right < width:
+            dx = np.minimum(dx, self.right - 1 - xs)
+        dy = np.where((ys >= self.top) & (ys < self.bottom), dy, -1)
+        dx = np.where((xs >= self.left) & (xs < self.right), dx, -1)
+        return np.minimum(dy[:, None], dx[None, :])
+
+
+def _spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Start and end of the tiles along one side: as few as give every neighbour ``overlap`` shared
+    pixels, spread evenly from one end to the other (so each overlap is at least ``overlap``)."""
+    if length <= size:
+        return [(0, length)]
+    count = math.ceil((length - size) / (size - overlap)) + 1
+    return [
+        (start, start + size) for start in (round(k * (length - size) / (count - 1)) for k in range(count))
+    ]
+
+
+def tile_windows(height: int, width: int, *, size: int, overlap: int) -> list[Window]:
+    """The tiles covering an ``height x width`` image, row by row."""
+    problem = tiling_problem(size, overlap)
+    if problem:
+        raise ValueError(f"tile {size}, overlap {overlap}: {problem}")
+    rows, columns = _spans(height, size, overlap), _spans(width, size, overlap)
+    return [
+        Window(top, left, bottom, right, (height, width)) for top, bottom in rows for left, right in columns
+    ]
+
+
+def image_size_of(image: TileImage) -> tuple[int, int]:
+    """``(H, W)`` of a float ``[3, H, W]`` tensor or a PIL image."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def _tile(image: TileImage, window: Window) -> Tensor:
+    """float ``[3, h, w]``: the tile's pixels."""
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image.crop((window.left, window.top, window.right, window.bottom)))
+    return image[:, window.top : window.bottom, window.left : window.right]
+
+
+@dataclass
+class _View:
+    """One detection of one tile, in image coordinates."""
+
+    tile: int
+    label: int
+    score: float
+    box: Tensor  # float [4] xyxy
+    crop: np.ndarray  # bool [h, w], tight
+    origin: tuple[int, int]  # (y0, x0)
+
+    @property
+    def extent(self) -> tuple[int, int, int, int]:
+        """``(y0, x0, y1, x1)``, ends exclusive."""
+        y, x = self.origin
+        return y, x, y + self.crop.shape[0], x + self.crop.shape[1]
+
+
+def detect_tiled(
+    detect: Callable[[list[Tensor]], list[dict[str, Any]]],
+    image: TileImage,
+    *,
+    size: int,
+    overlap: int | None = None,
+    batch_size: int = 1,
+    match_iou: float = MATCH_IOU,
+    on_tiles: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Detect in ``image`` tile by tile and merge the tiles' detections (see the module docstring).
+
+    Args:
+        detect: the model on a list of float ``[3, h, w]`` tiles (on the CPU; it moves them), per tile
+            ``boxes`` float ``[D, 4]`` (tile pixels), ``labels`` int64 ``[D]``, ``scores`` float ``[D]`` and
+            ``masks`` :class:`~maskrcnn.structures.CroppedMasks` of the tile's size.
+        image: float ``[3, H, W]`` in 0..1, or a PIL image of any mode (converted tile by tile).
+        size: tile side in pixels.
+        overlap: pixels neighbouring tiles share at least (``None``: :func:`default_overlap`).
+        batch_size: tiles per call of ``detect``.
+        match_iou: see :data:`MATCH_IOU`.
+        on_tiles: called with ``(tiles done, tiles in all)`` after each batch (a progress bar).
+
+    Returns:
+        ``boxes`` float ``[D, 4]``, ``labels`` int64 ``[D]``, ``scores`` float ``[D]`` (highest first) in
+        image pixels, and ``masks``: :class:`~maskrcnn.structures.CroppedMasks` of the image's size.
+    """
+    height, width = image_size_of(image)
+    overlap = default_overlap(size) if overlap is None else overlap
+    windows = tile_windows(height, width, size=size, overlap=overlap)
+    views: list[_View] = []
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start : start + batch_size]
+        outputs = detect([_tile(image, window) for window in batch])
+        for index, (window, output) in enumerate(zip(batch, outputs, strict=True)):
+            views.extend(_views(start + index, window, output))
+        if on_tiles is not None:
+            on_tiles(min(start + batch_size, len(windows)), len(windows))
+    return merge_tile_detections(views, windows, match_iou=match_iou)
+
+
+def _views(tile: int, window: Window, output: dict[str, Any]) -> list[_View]:
+    """A tile's detections moved to image coordinates."""
+    shift = torch.tensor([window.left, window.top, window.left, window.top], dtype=torch.float32)
+    boxes = output["boxes"].float().cpu() + shift
+    masks: CroppedMasks = output["masks"].cpu()
+    views = []
+    for k, (crop, (y, x)) in enumerate(masks):
+        if not crop.numel():
+            continue  # a detection without a pixel above the mask threshold is no object to merge
+        views.append(
+            _View(
+                tile=tile,
+                label=int(output["labels"][k]),
+                score=float(output["scores"][k]),
+                box=boxes[k],
+                crop=crop.numpy(),
+                origin=(y + window.top, x + window.left),
+            )
+        )
+    return views
+
+
+def _intersect(a: Sequence[int], b: Sequence[int]) -> tuple[int, int, int, int] | None:
+    """The intersection of two ``(y0, x0, y1, x1)`` rectangles, ``None`` when empty."""
+    y0, x0, y1, x1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
+
+
+def _pixels(view: _View, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The view's mask over ``region`` (inside its extent)."""
+    y, x = view.origin
+    return view.crop[region[0] - y : region[2] - y, region[1] - x : region[3] - x]
+
+
+def _shared_iou(a: _View, b: _View, shared: tuple[int, int, int, int]) -> float:
+    """IoU of two views' masks over the pixels of ``shared`` (what both tiles see)."""
+    inside_a = _intersect(a.extent, shared)
+    inside_b = _intersect(b.extent, shared)
+    both = _intersect(inside_a, inside_b) if inside_a and inside_b else None
+    if both is None:
+        return 0.0
+    inter = int(np.count_nonzero(_pixels(a, both) & _pixels(b, both)))
+    if not inter:
+        return 0.0
+    area_a = int(np.count_nonzero(_pixels(a, inside_a)))  # type: ignore[arg-type]
+    area_b = int(np.count_nonzero(_pixels(b, inside_b)))  # type: ignore[arg-type]
+    return inter / (area_a + area_b - inter)
+
+
+def _matches(views: list[_View], windows: list[Window]) -> list[tuple[float, int, int]]:
+    """``(IoU, i, j)`` for the pairs of views of overlapping tiles with one label whose masks overlap
+    in the pixels both tiles see."""
+    if not views:
+        return []
+    extents = np.array([view.extent for view in views], dtype=np.int64).reshape(-1, 4)
+    labels = np.array([view.label for view in views], dtype=np.int64)
+    tile_of = np.array([view.tile for view in views], dtype=np.int64)
+    rects = np.array([(w.top, w.left, w.bottom, w.right) for w in windows], dtype=np.int64)
+    members = {int(t): np.flatnonzero(tile_of == t) for t in np.unique(tile_of)}
+    pairs = []
+    for ta, in_a in members.items():
+        # The later tiles whose windows intersect this one's.
+        lo, hi = np.maximum(rects[ta, :2], rects[:, :2]), np.minimum(rects[ta, 2:], rects[:, 2:])
+        for tb in np.flatnonzero((lo < hi).all(axis=1)):
+            if tb <= ta or int(tb) not in members:
+                continue
+            in_b = members[int(tb)]
+            shared = (*lo[tb].tolist(), *hi[tb].tolist())
+            a, b = extents[in_a][:, None], extents[in_b][None]
+            # Same label, and the two extents meet inside the shared pixels.
+            meet_lo = np.maximum(np.maximum(a[..., :2], b[..., :2]), lo[tb])
+            meet_hi = np.minimum(np.minimum(a[..., 2:], b[..., 2:]), hi[tb])
+            close = (meet_lo < meet_hi).all(axis=-1) & (labels[in_a][:, None] == labels[in_b][None])
+            for i, j in zip(*np.nonzero(close), strict=True):
+                iou = _shared_iou(views[in_a[i]], views[in_b[j]], shared)  # type: ignore[arg-type]
+                if iou > 0:
+                    pairs.append((iou, int(in_a[i]), int(in_b[j])))
+    return pairs
+
+
+def _groups(views: list[_View], windows: list[Window], match_iou: float) -> list[list[int]]:
+    """The views joined into objects: greedy over the matches, best IoU first, at most one view per tile
+    in an object."""
+    parent = list(range(len(views)))
+    tiles = [{view.tile} for view in views]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for iou, i, j in sorted(_matches(views, windows), key=lambda m: (-m[0], m[1], m[2])):
+        if iou < match_iou:
+            break
+        ri, rj = root(i), root(j)
+        if ri == rj or tiles[ri] & tiles[rj]:
+            continue
+        parent[rj] = ri
+        tiles[ri] |= tiles[rj]
+    groups: dict[int, list[int]] = {}
+    for i in range(len(views)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _join(members: list[_View], windows: list[Window]) -> tuple[np.ndarray, tuple[int, int]]:
+    """One object's mask from its views (the pixel rule of the module docstring): a tight bool crop and
+    its origin."""
+    best = max(view.score for view in members)
+    deciding = [view for view in members if view.score >= _DECIDING_SCORE * best]
+    extents = np.array([view.extent for view in deciding])
+    y0, x0 = extents[:, :2].min(axis=0)
+    y1, x1 = extents[:, 2:].max(axis=0)
+    ys, xs = np.arange(y0, y1), np.arange(x0, x1)
+    best_depth = np.full((len(ys), len(xs)), -1, dtype=np.int64)
+    mask = np.zeros((len(ys), len(xs)), dtype=bool)
+    for view in deciding:
+        depth = windows[view.tile].depth(ys, xs)
+        # The view's mask over the whole extent (False outside its own extent, which is inside its tile).
+        placed = np.zeros_like(mask)
+        vy0, vx0, vy1, vx1 = view.extent
+        placed[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0] = view.crop
+        closer = depth > best_depth
+        mask[closer] = placed[closer]
+        best_depth = np.maximum(best_depth, depth)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return np.zeros((0, 0), dtype=bool), (0, 0)
+    return (
+        mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1],
+        (int(y0 + rows[0]), int(x0 + columns[0])),
+    )
+
+
+def merge_tile_detections(
+    views: list[_View], windows: list[Window], *, match_iou: float = MATCH_IOU
+) -> dict[str, Any]:
+    """The objects of an image from its tiles' detections (see the module docstring and
+    :func:`detect_tiled` for the result)."""
+    image_size = windows[0].image_size if windows else (0, 0)
+    boxes, labels, scores, crops, origins = [], [], [], [], []
+    for group in _groups(views, windows, match_iou):
+        members = [views[i] for i in group]
+        if len(members) == 1:
+            view = members[0]
+            crop, origin, box = view.crop, view.origin, view.box
+        else:
+            crop, origin = _join(members, windows)
+            if not crop.size:
+                continue
+            y, x = origin
+            box = torch.tensor([x, y, x + crop.shape[1], y + crop.shape[0]], dtype=torch.float32)
+        boxes.append(box)
+        labels.append(members[0].label)
+        scores.append(max(view.score for view in members))
+        crops.append(torch.from_numpy(np.ascontiguousarray(crop)))
+        origins.append(origin)
+    order = sorted(range(len(scores)), key=lambda k: -scores[k])
+    return {
+        "boxes": torch.stack([boxes[k] for k in order]) if order else torch.zeros((0, 4)),
+        "labels": torch.tensor([labels[k] for k in order], dtype=torch.int64),
+        "scores": torch.tensor([scores[k] for k in order], dtype=torch.float32),
+        "masks": CroppedMasks([crops[k] for k in order], [origins[k] for k in order], image_size),
+    }
