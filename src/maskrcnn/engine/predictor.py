@@ -309,14 +309,15 @@ class Predictor:
             return outputs
 
         assert self.tile is not None
-        merged = detect_tiled(
-            detect,
-            source,
-            size=self.tile,
-            overlap=self.tile_overlap,
-            batch_size=self.batch_size,
-            on_tiles=self.on_tiles,
-        )
+        with torch.inference_mode():
+            merged = detect_tiled(
+                detect,
+                source,
+                size=self.tile,
+                overlap=self.tile_overlap,
+                batch_size=self.batch_size,
+                on_tiles=self.on_tiles,
+            )
         return self._select(merged, image_size_of(source))
 
     def _select(self, output: dict[str, Any], size: tuple[int, int]) -> Detections:

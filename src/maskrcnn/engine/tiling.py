@@ -71,6 +71,16 @@ MIN_TILE = 32
 # Views scoring under this fraction of an object's best view do not decide its pixels.
 _DECIDING_SCORE = 0.5
 
+# A mask this close to a border of its tile (pixels) is taken as cut by it: masks pasted from the
+# model's 28 x 28 grid often stop a pixel or two short of where the object leaves the tile.
+_CUT_MARGIN = 2
+
+# An object of cut views is a fragment of a larger one when this fraction of one of its views' pixels
+# lies inside a view of the larger one.
+_FRAGMENT_COVERED = 0.5
+# ... and when the larger object scores at least as high as the fragment (times this).
+_FRAGMENT_SCORE = 1.0
+
 TileImage = Tensor | Image.Image
 """An image to tile: float ``[3, H, W]`` in 0..1, or a PIL image (converted one tile at a time)."""
 
@@ -270,28 +280,54 @@ def _pixels(view: _View, region: tuple[int, int, int, int]) -> np.ndarray:
     return view.crop[region[0] - y : region[2] - y, region[1] - x : region[3] - x]
 
 
-def _shared_iou(a: _View, b: _View, shared: tuple[int, int, int, int]) -> float:
-    """IoU of two views' masks over the pixels of ``shared`` (what both tiles see)."""
+def _cut(view: _View, window: Window) -> bool:
+    """Whether the view's mask reaches (within :data:`_CUT_MARGIN` pixels) a border of its tile inside
+    the image: the object may go on beyond the tile."""
+    y0, x0, y1, x1 = view.extent
+    height, width = window.image_size
+    return (
+        (window.top > 0 and y0 <= window.top + _CUT_MARGIN)
+        or (window.left > 0 and x0 <= window.left + _CUT_MARGIN)
+        or (window.bottom < height and y1 >= window.bottom - _CUT_MARGIN)
+        or (window.right < width and x1 >= window.right - _CUT_MARGIN)
+    )
+
+
+@dataclass
+class _Match:
+    """Two views of neighbouring tiles whose masks overlap in the pixels both tiles see (``shared``):
+    ``iou`` is their masks' IoU there, ``covered_i`` the fraction of view ``i``'s mask (all of it) that
+    view ``j``'s mask covers (and ``covered_j`` the other way)."""
+
+    i: int
+    j: int
+    iou: float
+    covered_i: float
+    covered_j: float
+
+
+def _match(a: _View, b: _View, i: int, j: int, shared: tuple[int, int, int, int]) -> _Match | None:
+    """The :class:`_Match` of two views, ``None`` when their masks do not meet in ``shared``."""
     inside_a = _intersect(a.extent, shared)
     inside_b = _intersect(b.extent, shared)
     both = _intersect(inside_a, inside_b) if inside_a and inside_b else None
     if both is None:
-        return 0.0
+        return None
     inter = int(np.count_nonzero(_pixels(a, both) & _pixels(b, both)))
     if not inter:
-        return 0.0
+        return None
     area_a = int(np.count_nonzero(_pixels(a, inside_a)))  # type: ignore[arg-type]
     area_b = int(np.count_nonzero(_pixels(b, inside_b)))  # type: ignore[arg-type]
-    return inter / (area_a + area_b - inter)
+    iou = inter / (area_a + area_b - inter)
+    return _Match(i, j, iou, inter / int(np.count_nonzero(a.crop)), inter / int(np.count_nonzero(b.crop)))
 
 
-def _matches(views: list[_View], windows: list[Window]) -> list[tuple[float, int, int]]:
-    """``(IoU, i, j)`` for the pairs of views of overlapping tiles with one label whose masks overlap
-    in the pixels both tiles see."""
+def _matches(views: list[_View], windows: list[Window]) -> list[_Match]:
+    """The :class:`_Match` of every pair of views of overlapping tiles whose masks meet where both tiles
+    see."""
     if not views:
         return []
     extents = np.array([view.extent for view in views], dtype=np.int64).reshape(-1, 4)
-    labels = np.array([view.label for view in views], dtype=np.int64)
     tile_of = np.array([view.tile for view in views], dtype=np.int64)
     rects = np.array([(w.top, w.left, w.bottom, w.right) for w in windows], dtype=np.int64)
     members = {int(t): np.flatnonzero(tile_of == t) for t in np.unique(tile_of)}
@@ -305,22 +341,29 @@ def _matches(views: list[_View], windows: list[Window]) -> list[tuple[float, int
             in_b = members[int(tb)]
             shared = (*lo[tb].tolist(), *hi[tb].tolist())
             a, b = extents[in_a][:, None], extents[in_b][None]
-            # Same label, and the two extents meet inside the shared pixels.
+            # The two extents meet inside the shared pixels.
             meet_lo = np.maximum(np.maximum(a[..., :2], b[..., :2]), lo[tb])
             meet_hi = np.minimum(np.minimum(a[..., 2:], b[..., 2:]), hi[tb])
-            close = (meet_lo < meet_hi).all(axis=-1) & (labels[in_a][:, None] == labels[in_b][None])
-            for i, j in zip(*np.nonzero(close), strict=True):
-                iou = _shared_iou(views[in_a[i]], views[in_b[j]], shared)  # type: ignore[arg-type]
-                if iou > 0:
-                    pairs.append((iou, int(in_a[i]), int(in_b[j])))
+            for i, j in zip(*np.nonzero((meet_lo < meet_hi).all(axis=-1)), strict=True):
+                va, vb = int(in_a[i]), int(in_b[j])
+                found = _match(views[va], views[vb], va, vb, shared)  # type: ignore[arg-type]
+                if found is not None:
+                    pairs.append(found)
     return pairs
 
 
 def _groups(views: list[_View], windows: list[Window], match_iou: float) -> list[list[int]]:
-    """The views joined into objects: greedy over the matches, best IoU first, at most one view per tile
-    in an object."""
+    """The views joined into objects (see the module docstring), at most one view per tile in an object.
+
+    First, views are joined greedily when their IoU over the shared pixels is at least ``match_iou``,
+    the pairs of highest IoU times the lower score first: of one label, or of any when one of them is
+    cut by its tile's border. Then an object all of whose views are cut, one of which lies mostly
+    (:data:`_FRAGMENT_COVERED` of its pixels) inside a view of a larger object, is a fragment of that
+    object, and is dropped.
+    """
     parent = list(range(len(views)))
     tiles = [{view.tile} for view in views]
+    cut = [_cut(view, windows[view.tile]) for view in views]
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -328,23 +371,56 @@ def _groups(views: list[_View], windows: list[Window], match_iou: float) -> list
             i = parent[i]
         return i
 
-    for iou, i, j in sorted(_matches(views, windows), key=lambda m: (-m[0], m[1], m[2])):
-        if iou < match_iou:
-            break
+    def join(i: int, j: int) -> bool:
         ri, rj = root(i), root(j)
         if ri == rj or tiles[ri] & tiles[rj]:
-            continue
+            return False
         parent[rj] = ri
         tiles[ri] |= tiles[rj]
+        return True
+
+    matches = _matches(views, windows)
+    # Confident pairs first: a tile's second, weaker detection of an object (Mask R-CNN's NMS is per
+    # class, so one object may come twice, as two classes) must not take the place of its first.
+    weight = [min(views[m.i].score, views[m.j].score) * m.iou for m in matches]
+    for k in sorted(range(len(matches)), key=lambda k: (-weight[k], matches[k].i, matches[k].j)):
+        m = matches[k]
+        if m.iou >= match_iou and (views[m.i].label == views[m.j].label or cut[m.i] or cut[m.j]):
+            join(m.i, m.j)
+    # An object all of whose views are cut, one of which lies mostly inside a view of a larger object,
+    # is a fragment of that object (a sliver at the edge of one tile, or of two
+    # tiles side by side, where the next tile sees the object whole).
+    group = [root(i) for i in range(len(views))]
+    all_cut: dict[int, bool] = {}
+    largest: dict[int, int] = {}
+    best: dict[int, float] = {}
+    for i, g in enumerate(group):
+        all_cut[g] = all_cut.get(g, True) and cut[i]
+        largest[g] = max(largest.get(g, 0), int(np.count_nonzero(views[i].crop)))
+        best[g] = max(best.get(g, 0.0), views[i].score)
+    fragments = set()
+    for m in matches:
+        for piece, covered, other in ((m.i, m.covered_i, m.j), (m.j, m.covered_j, m.i)):
+            gp, go = group[piece], group[other]
+            if (
+                gp != go
+                and all_cut[gp]
+                and covered >= _FRAGMENT_COVERED
+                and largest[go] > largest[gp]
+                and best[go] >= _FRAGMENT_SCORE * best[gp]  # a weak detection hides no confident one
+            ):
+                fragments.add(gp)
+    dropped = {i for i, g in enumerate(group) if g in fragments}
     groups: dict[int, list[int]] = {}
     for i in range(len(views)):
-        groups.setdefault(root(i), []).append(i)
+        if i not in dropped:
+            groups.setdefault(root(i), []).append(i)
     return list(groups.values())
 
 
-def _join(members: list[_View], windows: list[Window]) -> tuple[np.ndarray, tuple[int, int]]:
-    """One object's mask from its views (the pixel rule of the module docstring): a tight bool crop and
-    its origin."""
+def _join(members: list[_View], windows: list[Window]) -> tuple[np.ndarray, tuple[int, int], _View]:
+    """One object's mask from its views (the pixel rule of the module docstring): a tight bool crop, its
+    origin, and the view that decided most of its pixels."""
     best = max(view.score for view in members)
     deciding = [view for view in members if view.score >= _DECIDING_SCORE * best]
     extents = np.array([view.extent for view in deciding])
@@ -352,8 +428,9 @@ def _join(members: list[_View], windows: list[Window]) -> tuple[np.ndarray, tupl
     y1, x1 = extents[:, 2:].max(axis=0)
     ys, xs = np.arange(y0, y1), np.arange(x0, x1)
     best_depth = np.full((len(ys), len(xs)), -1, dtype=np.int64)
+    decider = np.full((len(ys), len(xs)), -1, dtype=np.int64)
     mask = np.zeros((len(ys), len(xs)), dtype=bool)
-    for view in deciding:
+    for k, view in enumerate(deciding):
         depth = windows[view.tile].depth(ys, xs)
         # The view's mask over the whole extent (False outside its own extent, which is inside its tile).
         placed = np.zeros_like(mask)
@@ -361,13 +438,17 @@ def _join(members: list[_View], windows: list[Window]) -> tuple[np.ndarray, tupl
         placed[vy0 - y0 : vy1 - y0, vx0 - x0 : vx1 - x0] = view.crop
         closer = depth > best_depth
         mask[closer] = placed[closer]
+        decider[closer] = k
         best_depth = np.maximum(best_depth, depth)
+    counts = np.bincount(decider[mask], minlength=len(deciding))
+    main = deciding[int(counts.argmax())] if mask.any() else deciding[0]
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not len(rows):
-        return np.zeros((0, 0), dtype=bool), (0, 0)
+        return np.zeros((0, 0), dtype=bool), (0, 0), main
     return (
         mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1],
         (int(y0 + rows[0]), int(x0 + columns[0])),
+        main,
     )
 
 
@@ -381,16 +462,16 @@ def merge_tile_detections(
     for group in _groups(views, windows, match_iou):
         members = [views[i] for i in group]
         if len(members) == 1:
-            view = members[0]
-            crop, origin, box = view.crop, view.origin, view.box
+            main = members[0]
+            crop, origin, box = main.crop, main.origin, main.box
         else:
-            crop, origin = _join(members, windows)
+            crop, origin, main = _join(members, windows)
             if not crop.size:
                 continue
             y, x = origin
             box = torch.tensor([x, y, x + crop.shape[1], y + crop.shape[0]], dtype=torch.float32)
         boxes.append(box)
-        labels.append(members[0].label)
+        labels.append(main.label)
         scores.append(max(view.score for view in members))
         crops.append(torch.from_numpy(np.ascontiguousarray(crop)))
         origins.append(origin)
