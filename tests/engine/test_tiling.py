@@ -29,7 +29,8 @@ def test_tiles_cover_the_image_with_full_size_tiles_and_at_least_the_overlap(hei
     windows = tile_windows(height, width, size=size, overlap=overlap)
     covered = torch.zeros((height, width), dtype=torch.int64)
     for w in windows:
-        assert 0 <= w.top < w.bottom <= height and 0 <= w.left < w.right <= width
+        assert 0 <= w.top < w.bottom <= height
+        assert 0 <= w.left < w.right <= width
         # Full tiles wherever the image has room: every tile is scaled alike by the model's transform.
         assert w.size == (min(size, height), min(size, width))
         covered[w.top : w.bottom, w.left : w.right] += 1
