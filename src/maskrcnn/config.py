@@ -415,6 +415,19 @@ class Config:
         validate_run(self)
 
 
+MIN_TILE = 32
+"""The smallest tile of tiled inference (the FPN's coarsest stride)."""
+
+
+def tiling_problem(size: int, overlap: int | None) -> str | None:
+    """What is wrong with a tile ``size`` and ``overlap`` (``None``: the default), or ``None``."""
+    if size < MIN_TILE:
+        return f"tiles must be at least {MIN_TILE} pixels"
+    if overlap is not None and not 0 <= overlap <= size // 2:
+        return f"the overlap must be between 0 and half the tile ({size // 2} pixels)"
+    return None
+
+
 def validate_run(cfg: Config) -> None:
     """Raise ``ValueError`` naming the field for settings the trainer cannot use."""
     t, d = cfg.train, cfg.data
@@ -447,8 +460,6 @@ def validate_run(cfg: Config) -> None:
         if a.crop is not None:
             problems.append(f"data.augment.crop={a.crop} and data.augment.crop_size={a.crop_size}: give one")
     if e.tile is not None:
-        from maskrcnn.engine.tiling import tiling_problem
-
         problem = tiling_problem(e.tile, e.tile_overlap)
         if problem:
             problems.append(f"eval.tile={e.tile}, eval.tile_overlap={e.tile_overlap}: {problem}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from maskrcnn.cli import build_parser, main
 from maskrcnn.engine.predictor import Predictor
+from maskrcnn.engine.tiling import checkpoint_tiling
 from maskrcnn.ops.masks import rle_decode
 from tests.engine.prediction_helpers import (
     LeftHalfModel,
@@ -135,8 +137,10 @@ def test_predict_video(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureF
 
 @pytest.fixture
 def left_half(monkeypatch: pytest.MonkeyPatch) -> None:
-    def from_checkpoint(cls: type[Predictor], path: object, **kwargs: object) -> Predictor:
-        return cls(LeftHalfModel(), ["thing"], **kwargs)  # type: ignore[arg-type]
+    def from_checkpoint(cls: type[Predictor], path: object, **kwargs: Any) -> Predictor:
+        # A checkpoint trained on whole images: "tile as trained" means none.
+        tile, overlap = checkpoint_tiling(kwargs.pop("tile", None), kwargs.pop("tile_overlap", None), {})
+        return cls(LeftHalfModel(), ["thing"], tile=tile, tile_overlap=overlap, **kwargs)
 
     monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(from_checkpoint))
 

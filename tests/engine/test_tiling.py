@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from maskrcnn.config import tiling_problem
 from maskrcnn.data.shapes import draw_large_scene, random_scene
-from maskrcnn.engine.tiling import (
-    Window,
-    _View,
-    checkpoint_tiling,
-    detect_tiled,
-    merge_tile_detections,
-    tile_windows,
-    tiling_problem,
-)
+from maskrcnn.engine.tiling import Window, checkpoint_tiling, detect_tiled, tile_windows, tiling_record
 from maskrcnn.structures import CroppedMasks
 
 
@@ -48,7 +41,10 @@ def test_tiling_settings_are_checked():
     assert tiling_problem(128, 64) is None
     with pytest.raises(ValueError, match="overlap"):
         tile_windows(100, 100, size=64, overlap=40)
-    extra = {"tile": {"size": 128, "overlap": 40}}
+    extra = tiling_record(128, 40)
+    assert extra == {"tile": {"size": 128, "overlap": 40}}
+    assert tiling_record(128, None) == {"tile": {"size": 128, "overlap": 32}}
+    assert tiling_record(None, None) == {}
     assert checkpoint_tiling("checkpoint", None, extra) == (128, 40)
     assert checkpoint_tiling("checkpoint", 16, extra) == (128, 16)
     assert checkpoint_tiling("checkpoint", None, {}) == (None, None)
@@ -78,7 +74,7 @@ def scene(size: int, count: int, seed: int) -> tuple[torch.Tensor, CroppedMasks,
 class Oracle:
     """A detector that sees each tile's ground truth: per object present, its mask cut by the tile
     (``erode`` pixels near the tile's inner borders lost, as a model's mask may be poor there), the
-    true label and a score."""
+    true label, and a score that grows with the part of the object the tile shows."""
 
     def __init__(self, masks: CroppedMasks, labels: torch.Tensor, windows: list[Window], erode: int = 0):
         self.dense, self.labels, self.erode = masks.dense().contiguous(), labels, erode
@@ -105,7 +101,9 @@ class Oracle:
                     seen[:, :, -e:] = False
             keep = seen.flatten(1).any(1)
             crops = CroppedMasks.from_dense(seen[keep])
-            scores = torch.linspace(0.99, 0.6, int(keep.sum()))
+            # More sure of what it sees more of, as a model is of a whole object than of a sliver.
+            visible = seen[keep].flatten(1).sum(1) / self.dense[keep].flatten(1).sum(1)
+            scores = 0.5 + 0.49 * visible
             outputs.append(
                 {"boxes": crops.boxes(), "labels": self.labels[keep], "scores": scores, "masks": crops}
             )
@@ -151,81 +149,3 @@ def test_objects_cut_by_every_tile_join_across_many_tiles():
     assert len(merged["scores"]) == 1
     assert torch.equal(merged["masks"].dense(), dense)
     torch.testing.assert_close(merged["boxes"], torch.tensor([[10.0, 40.0, 590.0, 60.0]]))
-
-
-def view(tile: int, label: int, score: float, dense: torch.Tensor, window: Window) -> _View:
-    """A hand-made view: the part of an image-size mask inside the tile."""
-    inside = torch.zeros_like(dense)
-    inside[window.top : window.bottom, window.left : window.right] = dense[
-        window.top : window.bottom, window.left : window.right
-    ]
-    crops = CroppedMasks.from_dense(inside[None])
-    (crop, origin), box = next(iter(crops)), crops.boxes()[0]
-    return _View(tile=tile, label=label, score=score, box=box, crop=crop.numpy(), origin=origin)
-
-
-def two_tiles() -> list[Window]:
-    windows = tile_windows(64, 112, size=64, overlap=16)
-    assert [(w.left, w.right) for w in windows] == [(0, 64), (48, 112)]
-    return windows
-
-
-def test_a_piece_taken_for_another_class_still_joins_its_object():
-    windows = two_tiles()
-    dense = torch.zeros((64, 112), dtype=torch.bool)
-    dense[20:40, 30:90] = True  # across the border of both tiles
-    views = [view(0, 3, 0.9, dense, windows[0]), view(1, 1, 0.8, dense, windows[1])]
-    merged = merge_tile_detections(views, windows)
-    assert len(merged["scores"]) == 1
-    assert torch.equal(merged["masks"].mask(0), dense)
-    assert merged["scores"].tolist() == pytest.approx([0.9])
-    # Two objects of different classes that are whole in their tiles stay apart, however close.
-    left, right = torch.zeros_like(dense), torch.zeros_like(dense)
-    left[10:30, 50:56], right[10:30, 56:62] = True, True
-    apart = merge_tile_detections(
-        [view(0, 1, 0.9, left, windows[0]), view(1, 2, 0.9, right, windows[1])], windows
-    )
-    assert len(apart["scores"]) == 2
-
-
-def test_two_views_of_one_tile_are_never_one_object():
-    windows = two_tiles()
-    a, b = torch.zeros((64, 112), dtype=torch.bool), torch.zeros((64, 112), dtype=torch.bool)
-    a[10:30, 49:54] = True
-    b[10:30, 55:60] = True  # two objects side by side inside the overlap (columns 48..63)
-    # Tile 1 takes them for one object; tile 0 sees both: one of them joins tile 1's view, not both.
-    views = [
-        view(0, 1, 0.9, a, windows[0]),
-        view(0, 1, 0.8, b, windows[0]),
-        view(1, 1, 0.7, a | b, windows[1]),
-    ]
-    merged = merge_tile_detections(views, windows)
-    assert len(merged["scores"]) == 2
-    assert sorted(merged["scores"].tolist()) == pytest.approx([0.8, 0.9])
-
-
-def test_a_weak_second_view_does_not_decide_pixels():
-    windows = two_tiles()
-    truth = torch.zeros((64, 112), dtype=torch.bool)
-    truth[20:40, 50:62] = True  # inside the overlap (columns 48..63): both tiles see it whole
-    poor = truth.clone()
-    poor[20:40, 50:56] = False  # tile 1 sees it badly where it lies deeper in tile 1 than in tile 0
-    poor[20:40, 56:62] = True
-    strong, weak = view(0, 1, 0.9, truth, windows[0]), view(1, 1, 0.3, truth | poor, windows[1])
-    merged = merge_tile_detections([strong, weak], windows)
-    assert len(merged["scores"]) == 1
-    assert torch.equal(merged["masks"].mask(0), truth)
-    assert merged["scores"].tolist() == pytest.approx([0.9])
-
-
-def test_a_sliver_at_a_tiles_edge_is_part_of_the_object_the_next_tile_sees_whole():
-    windows = two_tiles()
-    truth = torch.zeros((64, 112), dtype=torch.bool)
-    truth[20:40, 30:62] = True  # ends 2 pixels before tile 0's right border: tile 0 sees it whole
-    sliver = torch.zeros_like(truth)
-    sliver[22:38, 48:50] = True  # tile 1's view: a sliver on its left border, a poor mask
-    merged = merge_tile_detections(
-        [view(0, 1, 0.9, truth, windows[0]), view(1, 2, 0.6, sliver, windows[1])], windows
-    )
-    assert len(merged["scores"]) == 1
-    assert torch.equal(merged["masks"].mask(0), truth)

@@ -150,7 +150,7 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 def _tile_size(text: str) -> int:
     """An argparse ``type`` for ``--tile``: pixels (at least the smallest tile), or 0 / ``off`` for none."""
-    from maskrcnn.engine.tiling import MIN_TILE
+    from maskrcnn.config import MIN_TILE
 
     if text.strip().lower() in ("0", "off", "none"):
         return 0

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from maskrcnn.config import tiling_problem
 from maskrcnn.data.image_io import pil_to_tensor, read_image, read_pil_image
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
@@ -34,7 +35,6 @@ from maskrcnn.engine.tiling import (
     default_overlap,
     detect_tiled,
     image_size_of,
-    tiling_problem,
 )
 from maskrcnn.ops import paste_masks_in_image
 from maskrcnn.structures import CroppedMasks

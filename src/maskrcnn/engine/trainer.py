@@ -51,7 +51,7 @@ from maskrcnn.engine.state import (
     seed_everything,
     set_rng_state,
 )
-from maskrcnn.engine.tiling import default_overlap
+from maskrcnn.engine.tiling import tiling_record
 from maskrcnn.engine.validation import targets_to_device
 from maskrcnn.modeling import MaskRCNN, build_model
 from maskrcnn.progress import bar as progress_bar
@@ -381,17 +381,13 @@ class Trainer:
                 self.run_dir.checkpoint(name),
                 config=self.cfg.model,
                 class_names=self.class_names,
-                extra={"step": self.step, "epoch": self.epoch, "metrics": self.metrics, **self._tiling()},
+                extra={
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "metrics": self.metrics,
+                    **tiling_record(self.cfg.eval.tile, self.cfg.eval.tile_overlap),
+                },
             )
-
-    def _tiling(self) -> dict[str, Any]:
-        """``{"tile": {"size", "overlap"}}`` for a model validated on tiles (``eval.tile``): predicting and
-        evaluating with the checkpoint tile alike by default."""
-        e = self.cfg.eval
-        if e.tile is None:
-            return {}
-        overlap = default_overlap(e.tile) if e.tile_overlap is None else e.tile_overlap
-        return {"tile": {"size": e.tile, "overlap": overlap}}
 
     def save(self) -> None:
         """``last``: the weights, then the training state (rank 0)."""

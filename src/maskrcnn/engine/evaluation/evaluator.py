@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Subset
 
+from maskrcnn.config import tiling_problem
 from maskrcnn.data.dataset import without_transforms
 from maskrcnn.data.formats.export import CocoBuilder
 from maskrcnn.engine.evaluation.coco import (
@@ -33,7 +34,7 @@ from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
 from maskrcnn.engine.inference import binary_masks, run_model
 from maskrcnn.engine.precision import resolve_precision
-from maskrcnn.engine.tiling import detect_tiled, tiling_problem
+from maskrcnn.engine.tiling import detect_tiled
 from maskrcnn.progress import bar as progress_bar
 from maskrcnn.structures import CroppedMasks
 from maskrcnn.weights.coco import UNUSED_CLASS

@@ -1,0 +1,89 @@
+"""The merge of tiles' views into objects, on hand-made views of two neighbouring tiles (the merge on
+whole scenes: ``test_tiling.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskrcnn.engine.tile_merge import View, merge_tile_detections
+from maskrcnn.engine.tiling import Window, tile_windows
+from maskrcnn.structures import CroppedMasks
+
+
+def view(tile: int, label: int, score: float, dense: torch.Tensor, window: Window) -> View:
+    """A hand-made view: the part of an image-size mask inside the tile."""
+    inside = torch.zeros_like(dense)
+    inside[window.top : window.bottom, window.left : window.right] = dense[
+        window.top : window.bottom, window.left : window.right
+    ]
+    crops = CroppedMasks.from_dense(inside[None])
+    (crop, origin), box = next(iter(crops)), crops.boxes()[0]
+    return View(tile=tile, label=label, score=score, box=box, crop=crop.numpy(), origin=origin)
+
+
+def two_tiles() -> list[Window]:
+    windows = tile_windows(64, 112, size=64, overlap=16)
+    assert [(w.left, w.right) for w in windows] == [(0, 64), (48, 112)]
+    return windows
+
+
+def test_a_piece_taken_for_another_class_still_joins_its_object():
+    windows = two_tiles()
+    dense = torch.zeros((64, 112), dtype=torch.bool)
+    dense[20:40, 30:90] = True  # across the border of both tiles
+    views = [view(0, 3, 0.9, dense, windows[0]), view(1, 1, 0.8, dense, windows[1])]
+    merged = merge_tile_detections(views, windows)
+    assert len(merged["scores"]) == 1
+    assert torch.equal(merged["masks"].mask(0), dense)
+    assert merged["scores"].tolist() == pytest.approx([0.9])
+    # Two objects of different classes that are whole in their tiles stay apart, however close.
+    left, right = torch.zeros_like(dense), torch.zeros_like(dense)
+    left[10:30, 50:56], right[10:30, 56:62] = True, True
+    apart = merge_tile_detections(
+        [view(0, 1, 0.9, left, windows[0]), view(1, 2, 0.9, right, windows[1])], windows
+    )
+    assert len(apart["scores"]) == 2
+
+
+def test_two_views_of_one_tile_are_never_one_object():
+    windows = two_tiles()
+    a, b = torch.zeros((64, 112), dtype=torch.bool), torch.zeros((64, 112), dtype=torch.bool)
+    a[10:30, 49:54] = True
+    b[10:30, 55:60] = True  # two objects side by side inside the overlap (columns 48..63)
+    # Tile 1 takes them for one object; tile 0 sees both: one of them joins tile 1's view, not both.
+    views = [
+        view(0, 1, 0.9, a, windows[0]),
+        view(0, 1, 0.8, b, windows[0]),
+        view(1, 1, 0.7, a | b, windows[1]),
+    ]
+    merged = merge_tile_detections(views, windows)
+    assert len(merged["scores"]) == 2
+    assert sorted(merged["scores"].tolist()) == pytest.approx([0.8, 0.9])
+
+
+def test_a_weak_second_view_does_not_decide_pixels():
+    windows = two_tiles()
+    truth = torch.zeros((64, 112), dtype=torch.bool)
+    truth[20:40, 50:62] = True  # inside the overlap (columns 48..63): both tiles see it whole
+    poor = truth.clone()
+    poor[20:40, 50:56] = False  # tile 1 sees it badly where it lies deeper in tile 1 than in tile 0
+    poor[20:40, 56:62] = True
+    strong, weak = view(0, 1, 0.9, truth, windows[0]), view(1, 1, 0.3, truth | poor, windows[1])
+    merged = merge_tile_detections([strong, weak], windows)
+    assert len(merged["scores"]) == 1
+    assert torch.equal(merged["masks"].mask(0), truth)
+    assert merged["scores"].tolist() == pytest.approx([0.9])
+
+
+def test_a_sliver_at_a_tiles_edge_is_part_of_the_object_the_next_tile_sees_whole():
+    windows = two_tiles()
+    truth = torch.zeros((64, 112), dtype=torch.bool)
+    truth[20:40, 30:62] = True  # ends 2 pixels before tile 0's right border: tile 0 sees it whole
+    sliver = torch.zeros_like(truth)
+    sliver[22:38, 48:50] = True  # tile 1's view: a sliver on its left border, a poor mask
+    merged = merge_tile_detections(
+        [view(0, 1, 0.9, truth, windows[0]), view(1, 2, 0.6, sliver, windows[1])], windows
+    )
+    assert len(merged["scores"]) == 1
+    assert torch.equal(merged["masks"].mask(0), truth)
