@@ -221,6 +221,24 @@ def _(d, ckpt):
     return predict(d, ckpt, d / "bomb.png")
 
 
+@case("image above --max-pixels", 1, "wide.png", "decompression bomb", "--max-pixels")
+def _(d, ckpt):
+    save(d / "wide.png", rgb(width=200, height=100))
+    return predict(d, ckpt, d / "wide.png", "--max-pixels", "10000")
+
+
+@case("image 16-bit grey through tiles", 0, "tiles: 32 px", "1 image")
+def _(d, ckpt):
+    save(d / "deep.png", Image.fromarray((np.arange(90 * 70).reshape(90, 70) * 10).astype(np.uint16)))
+    return predict(d, ckpt, d / "deep.png", "--tile", "32", "--overlay-size", "40")
+
+
+@case("tile overlap on a model not trained on tiles", 1, "--tile-overlap", "give a tile size")
+def _(d, ckpt):
+    save(d / "a.png", rgb())
+    return predict(d, ckpt, d / "a.png", "--tile-overlap", "8")
+
+
 @case("image 16-bit grey", 0, "1 image")
 def _(d, ckpt):
     save(d / "deep.png", Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)))

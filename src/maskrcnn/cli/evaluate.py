@@ -133,15 +133,15 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     from maskrcnn.data.dataset import problem_lines
     from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
     from maskrcnn.engine.precision import resolve_precision
-    from maskrcnn.engine.tiling import checkpoint_tiling
+    from maskrcnn.engine.tiling import TilingError, checkpoint_tiling
 
     precision = resolve_precision(args.precision, device)
     dataset, checkpoint, label_map = _load(args, device)
     settings = tile_settings(args)
     try:
         tile, overlap = checkpoint_tiling(settings["tile"], settings["tile_overlap"], checkpoint.extra)
-    except ValueError as e:
-        raise CommandError(f"--tile-overlap: {e}") from None
+    except TilingError as e:
+        raise CommandError(f"--tile-overlap {args.tile_overlap}: {e}") from None
     if main:
         inform(f"precision: {precision.describe()}")  # not under --quiet
         if tile is not None:

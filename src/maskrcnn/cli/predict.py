@@ -70,7 +70,11 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", metavar="NAMES", help="keep only these classes, by name: --classes cat,dog"
     )
     parser.add_argument(
-        "--batch-size", type=_positive, default=1, metavar="N", help="images or frames per model call"
+        "--batch-size",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="images or frames (with tiles: tiles) per model call",
     )
     add_device_argument(parser)
     add_precision_argument(parser)
@@ -141,6 +145,7 @@ def _predict(
     from maskrcnn.engine.precision import resolve_precision
     from maskrcnn.engine.prediction_writer import write_predictions
     from maskrcnn.engine.predictor import Predictor
+    from maskrcnn.engine.tiling import TilingError
     from maskrcnn.progress import StepsBar
 
     precision = resolve_precision(args.precision, device)
@@ -155,6 +160,8 @@ def _predict(
             on_tiles=StepsBar(desc="tiles", unit="tile", disable=not main),
             **tiling,
         )
+    except TilingError as e:
+        raise CommandError(f"--tile-overlap {args.tile_overlap}: {e}") from None
     # Reading a checkpoint fails in many ways (missing file, not safetensors, corrupt data, foreign
     # config): each is reported as it is, as one line.
     except Exception as e:

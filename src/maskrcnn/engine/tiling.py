@@ -40,6 +40,7 @@ from maskrcnn.structures import CroppedMasks
 
 __all__ = [
     "TileImage",
+    "TilingError",
     "Window",
     "checkpoint_tiling",
     "default_overlap",
@@ -56,6 +57,10 @@ TileImage = Tensor | Image.Image
 def default_overlap(size: int) -> int:
     """The overlap used when none is given: a quarter of the tile."""
     return size // 4
+
+
+class TilingError(ValueError):
+    """Tile settings that do not fit the checkpoint (an overlap for a model trained on whole images)."""
 
 
 def tiling_record(tile: int | None, overlap: int | None) -> dict[str, Any]:
@@ -77,7 +82,7 @@ def checkpoint_tiling(
     trained = extra.get("tile")
     if not isinstance(trained, dict) or not trained.get("size"):
         if overlap is not None:
-            raise ValueError(
+            raise TilingError(
                 "a tile overlap without tiles: the checkpoint was not trained on tiles, give a tile size"
             )
         return None, None
