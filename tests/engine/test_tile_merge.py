@@ -87,3 +87,23 @@ def test_a_sliver_at_a_tiles_edge_is_part_of_the_object_the_next_tile_sees_whole
     )
     assert len(merged["scores"]) == 1
     assert torch.equal(merged["masks"].mask(0), truth)
+
+
+def test_second_looks_of_several_tiles_do_not_make_a_second_object():
+    windows = two_tiles()
+    truth = torch.zeros((64, 112), dtype=torch.bool)
+    truth[20:40, 30:90] = True
+    # Each tile keeps the object twice, as two classes (per-class NMS); the weaker looks match too.
+    views = [
+        view(0, 1, 0.9, truth, windows[0]),
+        view(0, 2, 0.6, truth, windows[0]),
+        view(1, 1, 0.8, truth, windows[1]),
+        view(1, 2, 0.5, truth, windows[1]),
+    ]
+    merged = merge_tile_detections(views, windows)
+    assert len(merged["scores"]) == 1
+    assert merged["labels"].tolist() == [1]
+    assert torch.equal(merged["masks"].mask(0), truth)
+    # One tile's second look alone stays, as the model gave it.
+    alone = merge_tile_detections(views[:2], windows)
+    assert sorted(alone["labels"].tolist()) == [1, 2]

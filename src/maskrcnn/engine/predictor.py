@@ -29,6 +29,7 @@ from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
 from maskrcnn.engine.inference import binary_masks, run_model, select
 from maskrcnn.engine.precision import resolve_precision
+from maskrcnn.engine.tile_merge import DECIDING_SCORE
 from maskrcnn.engine.tiling import (
     TileImage,
     checkpoint_tiling,
@@ -316,6 +317,8 @@ class Predictor:
                 size=self.tile,
                 overlap=self.tile_overlap,
                 batch_size=self.batch_size,
+                # What scores under this cannot change a detection kept at the threshold.
+                min_score=self.score_threshold * DECIDING_SCORE,
                 on_tiles=self.on_tiles,
             )
         return self._select(merged, image_size_of(source))

@@ -12,7 +12,10 @@ image. Views of different tiles are views of one object when:
    the lower of their scores first (Mask R-CNN's NMS is per class, so a tile may see one object twice,
    as two classes: its weaker detection must not take the place of its first), and never two views of
    one tile (the model's own NMS already separated those);
-2. an object all of whose views are cut, one of which lies mostly (half its pixels) inside a view of a
+2. an object of several views, each of them its tile's second look at what the tile gave another
+   object (mask IoU 0.5 with a higher-scoring view of the tile: one object kept as two classes by the
+   per-class NMS), is that object again and is dropped;
+3. an object all of whose views are cut, one of which lies mostly (half its pixels) inside a view of a
    larger object that scores at least as high, is a fragment of that object (a sliver at the edge of
    one tile, or of two tiles side by side, where the next tile sees the object whole) and is dropped.
 
@@ -42,13 +45,13 @@ from maskrcnn.structures import CroppedMasks
 if TYPE_CHECKING:
     from maskrcnn.engine.tiling import Window
 
-__all__ = ["MATCH_IOU", "View", "merge_tile_detections"]
+__all__ = ["DECIDING_SCORE", "MATCH_IOU", "View", "merge_tile_detections"]
 
 MATCH_IOU = 0.4
 """Mask IoU, over the pixels two tiles share, from which two detections are views of one object."""
 
-# Views scoring under this fraction of an object's best view do not decide its pixels.
-_DECIDING_SCORE = 0.5
+DECIDING_SCORE = 0.5
+"""Views scoring under this fraction of an object's best view do not decide its pixels or its label."""
 
 # A mask this close to a border of its tile (pixels) is taken as cut by it: masks pasted from the
 # model's 28 x 28 grid often stop a pixel or two short of where the object leaves the tile.
@@ -59,6 +62,9 @@ _CUT_MARGIN = 2
 _FRAGMENT_COVERED = 0.5
 # ... and the larger one scores at least as high as the fragment (times this).
 _FRAGMENT_SCORE = 1.0
+
+# A tile's view whose mask has this IoU with a higher-scoring view of the same tile is a second look.
+_SECOND_LOOK_IOU = 0.5
 
 
 @dataclass
@@ -221,7 +227,16 @@ def _groups(views: list[View], windows: list[Window], match_iou: float) -> list[
                 and best[go] >= _FRAGMENT_SCORE * best[gp]  # a weak detection hides no confident one
             ):
                 fragments.add(gp)
-    dropped = {i for i, g in enumerate(group) if g in fragments}
+    # An object of several views each of which is its tile's second look at something that tile gave
+    # another object (Mask R-CNN's per-class NMS may keep one object as two classes) is that object
+    # again, and is dropped; a single view stays, as the model said it.
+    second = _second_looks(views)
+    size = {g: len(tiles[g]) for g in set(group)}
+    seconds = {g for g in set(group) if size[g] > 1}
+    for i, g in enumerate(group):
+        if not second[i]:
+            seconds.discard(g)
+    dropped = {i for i, g in enumerate(group) if g in fragments or g in seconds}
     groups: dict[int, list[int]] = {}
     for i in range(len(views)):
         if i not in dropped:
@@ -229,11 +244,34 @@ def _groups(views: list[View], windows: list[Window], match_iou: float) -> list[
     return list(groups.values())
 
 
+def _second_looks(views: list[View]) -> list[bool]:
+    """Per view, whether a higher-scoring view of its tile has a mask of IoU at least
+    :data:`_SECOND_LOOK_IOU` with its own."""
+    second = [False] * len(views)
+    by_tile: dict[int, list[int]] = {}
+    for i, view in enumerate(views):
+        by_tile.setdefault(view.tile, []).append(i)
+    for members in by_tile.values():
+        members.sort(key=lambda i: -views[i].score)
+        for n, i in enumerate(members):
+            for j in members[n + 1 :]:
+                if second[j]:
+                    continue
+                a, b = views[i], views[j]
+                both = _intersect(a.extent, b.extent)
+                if both is None:
+                    continue
+                inter = int(np.count_nonzero(_pixels(a, both) & _pixels(b, both)))
+                union = int(np.count_nonzero(a.crop)) + int(np.count_nonzero(b.crop)) - inter
+                second[j] = inter >= _SECOND_LOOK_IOU * union
+    return second
+
+
 def _join(members: list[View], windows: list[Window]) -> tuple[np.ndarray, tuple[int, int], View]:
     """One object's mask from its views (the pixel rule of the module docstring): a tight bool crop, its
     origin, and the view that decided most of its pixels."""
     best = max(view.score for view in members)
-    deciding = [view for view in members if view.score >= _DECIDING_SCORE * best]
+    deciding = [view for view in members if view.score >= DECIDING_SCORE * best]
     extents = np.array([view.extent for view in deciding])
     y0, x0 = extents[:, :2].min(axis=0)
     y1, x1 = extents[:, 2:].max(axis=0)

@@ -167,6 +167,7 @@ def detect_tiled(
     overlap: int | None = None,
     batch_size: int = 1,
     match_iou: float = MATCH_IOU,
+    min_score: float = 0.0,
     on_tiles: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Detect in ``image`` tile by tile and merge the tiles' detections (see the module docstring).
@@ -180,6 +181,9 @@ def detect_tiled(
         overlap: pixels neighbouring tiles share at least (``None``: :func:`default_overlap`).
         batch_size: tiles per call of ``detect``.
         match_iou: see :data:`MATCH_IOU`.
+        min_score: leave out the tiles' detections scoring lower (merging fewer views is faster): for
+            results kept from a score ``t`` up, views under ``DECIDING_SCORE * t`` would decide no pixel
+            and no label of them (:mod:`maskrcnn.engine.tile_merge`).
         on_tiles: called with ``(tiles done, tiles in all)`` after each batch (a progress bar).
 
     Returns:
@@ -194,7 +198,7 @@ def detect_tiled(
         batch = windows[start : start + batch_size]
         outputs = detect([_tile(image, window) for window in batch])
         for index, (window, output) in enumerate(zip(batch, outputs, strict=True)):
-            views.extend(_views(start + index, window, output))
+            views.extend(v for v in _views(start + index, window, output) if v.score >= min_score)
         if on_tiles is not None:
             on_tiles(min(start + batch_size, len(windows)), len(windows))
     return merge_tile_detections(views, windows, match_iou=match_iou)
