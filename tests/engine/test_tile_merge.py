@@ -3,10 +3,11 @@ whole scenes: ``test_tiling.py``)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from maskrcnn.engine.tile_merge import View, merge_tile_detections
+from maskrcnn.engine.tile_merge import View, _without_repeats, merge_tile_detections
 from maskrcnn.engine.tiling import Window, tile_windows
 from maskrcnn.structures import CroppedMasks
 
@@ -107,3 +108,15 @@ def test_second_looks_of_several_tiles_do_not_make_a_second_object():
     # One tile's second look alone stays, as the model gave it.
     alone = merge_tile_detections(views[:2], windows)
     assert sorted(alone["labels"].tolist()) == [1, 2]
+
+
+def test_an_object_repeated_through_other_tiles_is_left_out():
+    square = np.ones((20, 20), dtype=bool)
+    crops = [square, square[:18], square, square]
+    origins = [(10, 10), (11, 10), (60, 60), (61, 60)]
+    labels, scores = [1, 1, 1, 2], [0.9, 0.8, 0.7, 0.6]
+    # Object 1 repeats object 0 (IoU 0.9, same label, from other tiles); object 3 overlaps object 2 as
+    # much but is another class.
+    assert _without_repeats(crops, origins, labels, scores, [-1, 4, -1, -1]) == [0, 2, 3]
+    # Two detections of one tile alone are as the model gave them.
+    assert _without_repeats(crops, origins, labels, scores, [4, 4, -1, -1]) == [0, 1, 2, 3]

@@ -15,7 +15,9 @@ image. Views of different tiles are views of one object when:
 2. an object of several views, each of them its tile's second look at what the tile gave another
    object (mask IoU 0.5 with a higher-scoring view of the tile: one object kept as two classes by the
    per-class NMS), is that object again and is dropped;
-3. an object all of whose views are cut, one of which lies mostly (half its pixels) inside a view of a
+3. an object whose mask has an IoU of 0.5 or more with a higher-scoring object of its label is a repeat
+   of it (unless both are detections of one tile alone, as the model gave them) and is dropped;
+4. an object all of whose views are cut, one of which lies mostly (half its pixels) inside a view of a
    larger object that scores at least as high, is a fragment of that object (a sliver at the edge of
    one tile, or of two tiles side by side, where the next tile sees the object whole) and is dropped.
 
@@ -65,6 +67,10 @@ _FRAGMENT_SCORE = 1.0
 
 # A tile's view whose mask has this IoU with a higher-scoring view of the same tile is a second look.
 _SECOND_LOOK_IOU = 0.5
+
+# An object whose mask has this IoU with a higher-scoring object of its label (from other tiles) is a
+# repeat of it.
+_REPEAT_IOU = 0.5
 
 
 @dataclass
@@ -301,13 +307,65 @@ def _join(members: list[View], windows: list[Window]) -> tuple[np.ndarray, tuple
     )
 
 
+def _without_repeats(
+    crops: list[np.ndarray],
+    origins: list[tuple[int, int]],
+    labels: list[int],
+    scores: list[float],
+    tiles: list[int],
+) -> list[int]:
+    """The objects to keep, highest score first: an object whose mask has an IoU of at least
+    :data:`_REPEAT_IOU` with a higher-scoring object of its label is that object again (seen through
+    other tiles) and is left out, unless both come from one tile alone (that tile's detections are as
+    the model gave them). ``tiles``: the tile of an object seen by one tile, else -1."""
+    order = sorted(range(len(scores)), key=lambda k: -scores[k])
+    extents = np.array(
+        [(y, x, y + c.shape[0], x + c.shape[1]) for c, (y, x) in zip(crops, origins, strict=True)],
+        dtype=np.int64,
+    ).reshape(-1, 4)
+    areas = [int(np.count_nonzero(c)) for c in crops]
+    kept: list[int] = []
+    for k in order:
+        if kept:
+            others = np.array(kept)
+            lo = np.maximum(extents[others, :2], extents[k, :2])
+            hi = np.minimum(extents[others, 2:], extents[k, 2:])
+            near = others[(lo < hi).all(axis=1)]
+            if any(_repeats(k, j, crops, origins, labels, tiles, areas) for j in near):
+                continue
+        kept.append(k)
+    return kept
+
+
+def _repeats(
+    k: int,
+    j: int,
+    crops: list[np.ndarray],
+    origins: list[tuple[int, int]],
+    labels: list[int],
+    tiles: list[int],
+    areas: list[int],
+) -> bool:
+    """Whether object ``k`` repeats the kept object ``j`` (see :func:`_without_repeats`)."""
+    if labels[k] != labels[j] or (tiles[k] == tiles[j] and tiles[k] >= 0):
+        return False
+    (yk, xk), (yj, xj) = origins[k], origins[j]
+    ck, cj = crops[k], crops[j]
+    y0, x0 = max(yk, yj), max(xk, xj)
+    y1, x1 = min(yk + ck.shape[0], yj + cj.shape[0]), min(xk + ck.shape[1], xj + cj.shape[1])
+    both_k = ck[y0 - yk : y1 - yk, x0 - xk : x1 - xk]
+    both_j = cj[y0 - yj : y1 - yj, x0 - xj : x1 - xj]
+    inter = int(np.count_nonzero(both_k & both_j))
+    return inter >= _REPEAT_IOU * (areas[k] + areas[j] - inter)
+
+
 def merge_tile_detections(
     views: list[View], windows: list[Window], *, match_iou: float = MATCH_IOU
 ) -> dict[str, Any]:
     """The objects of an image from its tiles' detections (see the module docstring and
     :func:`detect_tiled` for the result)."""
     image_size = windows[0].image_size if windows else (0, 0)
-    boxes, labels, scores, crops, origins = [], [], [], [], []
+    boxes, labels, scores, crops, origins, tiles = [], [], [], [], [], []
     for group in _groups(views, windows, match_iou):
         members = [views[i] for i in group]
         if len(members) == 1:
@@ -322,12 +380,15 @@ def merge_tile_detections(
         boxes.append(box)
         labels.append(main.label)
         scores.append(max(view.score for view in members))
-        crops.append(torch.from_numpy(np.ascontiguousarray(crop)))
+        crops.append(np.ascontiguousarray(crop))
         origins.append(origin)
-    order = sorted(range(len(scores)), key=lambda k: -scores[k])
+        tiles.append(main.tile if len(members) == 1 else -1)
+    order = _without_repeats(crops, origins, labels, scores, tiles)
     return {
         "boxes": torch.stack([boxes[k] for k in order]) if order else torch.zeros((0, 4)),
         "labels": torch.tensor([labels[k] for k in order], dtype=torch.int64),
         "scores": torch.tensor([scores[k] for k in order], dtype=torch.float32),
-        "masks": CroppedMasks([crops[k] for k in order], [origins[k] for k in order], image_size),
+        "masks": CroppedMasks(
+            [torch.from_numpy(crops[k]) for k in order], [origins[k] for k in order], image_size
+        ),
     }
