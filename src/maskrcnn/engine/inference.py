@@ -20,7 +20,7 @@ from maskrcnn.modeling.mask_rcnn import MaskRCNN
 from maskrcnn.ops import binarize_masks, paste_masks_cropped
 from maskrcnn.structures import CroppedMasks
 
-__all__ = ["binary_masks", "run_model", "select"]
+__all__ = ["binary_masks", "run_model", "select", "with_binary_masks"]
 
 
 def run_model(
@@ -75,3 +75,14 @@ def binary_masks(detection: dict[str, Tensor], size: tuple[int, int], threshold:
         return paste_masks_cropped(detection["roi_masks"], detection["boxes"], size, threshold)
     masks = detection["masks"]
     return CroppedMasks.from_dense(binarize_masks(masks[:, 0] if masks.dim() == 4 else masks, threshold))
+
+
+def with_binary_masks(
+    outputs: list[dict[str, Tensor]], images: Sequence[Tensor], threshold: float
+) -> list[dict[str, Tensor | CroppedMasks]]:
+    """:func:`run_model`'s outputs with their masks binary (:func:`binary_masks` at each image's size) in
+    ``masks``, as tiled inference merges them."""
+    for output, image in zip(outputs, images, strict=True):
+        output["masks"] = binary_masks(output, (int(image.shape[-2]), int(image.shape[-1])), threshold)
+        output.pop("roi_masks", None)
+    return outputs  # type: ignore[return-value]

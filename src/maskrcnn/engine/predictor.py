@@ -27,7 +27,7 @@ from maskrcnn.config import tiling_problem
 from maskrcnn.data.image_io import pil_to_tensor, read_image, read_pil_image
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
-from maskrcnn.engine.inference import binary_masks, run_model, select
+from maskrcnn.engine.inference import binary_masks, run_model, select, with_binary_masks
 from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.engine.tile_merge import DECIDING_SCORE
 from maskrcnn.engine.tiling import (
@@ -302,12 +302,7 @@ class Predictor:
                 precision=self.precision,
                 score_threshold=self.score_threshold,
             )
-            for output, t in zip(outputs, tiles, strict=True):
-                output["masks"] = binary_masks(
-                    output, (int(t.shape[-2]), int(t.shape[-1])), self.mask_threshold
-                )
-                output.pop("roi_masks", None)
-            return outputs
+            return with_binary_masks(outputs, tiles, self.mask_threshold)
 
         assert self.tile is not None
         with torch.inference_mode():

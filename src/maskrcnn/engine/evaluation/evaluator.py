@@ -32,7 +32,7 @@ from maskrcnn.engine.evaluation.coco import (
 )
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import metrics_summary
-from maskrcnn.engine.inference import binary_masks, run_model
+from maskrcnn.engine.inference import binary_masks, run_model, with_binary_masks
 from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.engine.tiling import detect_tiled
 from maskrcnn.progress import bar as progress_bar
@@ -201,11 +201,7 @@ def _run_tiled(
     device = images[0].device if images else torch.device("cpu")
 
     def detect(tiles: list[Tensor]) -> list[dict[str, Any]]:
-        outputs = run(model, [t.to(device) for t in tiles])
-        for output, t in zip(outputs, tiles, strict=True):
-            output["masks"] = binary_masks(output, (int(t.shape[-2]), int(t.shape[-1])), MASK_THRESHOLD)
-            output.pop("roi_masks", None)
-        return outputs
+        return with_binary_masks(run(model, [t.to(device) for t in tiles]), tiles, MASK_THRESHOLD)
 
     return [
         detect_tiled(detect, image.cpu(), size=tile, overlap=overlap, batch_size=batch_size)
