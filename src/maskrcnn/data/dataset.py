@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from maskrcnn.data.image_io import ImageError, image_size, read_image, read_image_bytes
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.ops import masks_to_boxes, polygons_to_mask, rle_area, rle_decode
 
 __all__ = [
@@ -141,12 +142,15 @@ class Annotation:
         iscrowd: a crowd region (COCO): kept in the target with ``iscrowd=1`` so that training can leave
             it out and evaluation can ignore detections on it.
         ref: how to name it in messages (``"annotation 17"``).
+        keypoints: the object's keypoints as COCO stores them, a flat ``[x1, y1, v1, ...]`` of
+            ``3 * K`` numbers in pixels (see :mod:`maskrcnn.data.keypoints`), or ``None`` (none labelled).
     """
 
     label: int
     segmentation: Segmentation
     iscrowd: bool = False
     ref: str = ""
+    keypoints: list[float] | None = None
 
 
 @dataclass
@@ -397,6 +401,8 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         category_ids: the annotation file's own category id of each label (index 0 for label 1), written
             into COCO results and exports; ``None`` means the labels themselves (see
             :meth:`coco_category_ids`).
+        keypoint_spec: the dataset's keypoints (:class:`~maskrcnn.data.keypoints.KeypointSpec`), or
+            ``None``: no keypoints (targets then have no ``keypoints``).
     """
 
     def __init__(self, *, transforms: Transform | None = None) -> None:
@@ -406,6 +412,7 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
         self.problems: list[Problem] = []
         self.source: str = ""
         self.category_ids: list[int] | None = None
+        self.keypoint_spec: KeypointSpec | None = None
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -455,6 +462,14 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
             ``int64 [N]`` labels in 1..K, optional ``[N]`` crowd flags.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement load_masks(index)")
+
+    def load_keypoints(self, index: int) -> Tensor:
+        """The keypoints of image ``index``'s instances, in the order of :meth:`load_masks`: float
+        ``[N, K, 3]`` ``(x, y, v)`` in pixels (see :mod:`maskrcnn.data.keypoints`). Called only when
+        :attr:`keypoint_spec` is set; a subclass with keypoints overrides it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} sets keypoint_spec and must implement load_keypoints(index)"
+        )
 
     def image_reference(self, index: int) -> str:
         """How messages name image ``index`` (its path, by default)."""
@@ -598,6 +613,7 @@ class AnnotatedDataset(InstanceDataset):
         source: the annotation file or folder (for messages).
         category_ids: the file's own category id of each label (index 0 for label 1), for writing
             results back with the original ids; defaults to the labels themselves.
+        keypoint_spec: the keypoints the annotations carry (``Annotation.keypoints``), or ``None``.
         transforms: augmentation.
     """
 
@@ -609,9 +625,11 @@ class AnnotatedDataset(InstanceDataset):
         problems: Sequence[Problem] = (),
         source: str = "",
         category_ids: Sequence[int] | None = None,
+        keypoint_spec: KeypointSpec | None = None,
         transforms: Transform | None = None,
     ) -> None:
         super().__init__(transforms=transforms)
+        self.keypoint_spec = keypoint_spec
         self.class_names = list(class_names)
         self.records = list(records)
         self.problems = list(problems)
@@ -661,6 +679,17 @@ class AnnotatedDataset(InstanceDataset):
         labels = torch.tensor([a.label for a in anns], dtype=torch.int64)
         iscrowd = torch.tensor([int(a.iscrowd) for a in anns], dtype=torch.int64)
         return masks, labels, iscrowd
+
+    def load_keypoints(self, index: int) -> Tensor:
+        """Each annotation's ``keypoints`` as ``[N, K, 3]`` (zeros, i.e. not labelled, where it has none)."""
+        assert self.keypoint_spec is not None
+        k = self.keypoint_spec.num_keypoints
+        anns = self.records[index].annotations
+        out = torch.zeros((len(anns), k, 3), dtype=torch.float32)
+        for i, a in enumerate(anns):
+            if a.keypoints is not None:
+                out[i] = torch.tensor(a.keypoints, dtype=torch.float32).reshape(k, 3)
+        return out
 
     def _rasterize(
         self, index: int, annotation: Annotation, height: int, width: int, cache: dict[Path, np.ndarray]
