@@ -137,6 +137,10 @@ def _fan_in(key: str, shape: list[int]) -> int:
         # A ConvTranspose2d weight is [in, out, kh, kw]; with stride == kernel size every output pixel
         # gets exactly one tap, so it sums over the input channels only.
         return shape[0]
+    if key.endswith("kps_score_lowres.weight"):
+        # The keypoint predictor's 4x4 transposed convolution has stride 2: (4 / 2)^2 taps per input
+        # channel reach each output pixel.
+        return shape[0] * (shape[2] // 2) * (shape[3] // 2)
     return math.prod(shape[1:])
 
 
@@ -198,6 +202,7 @@ def synthetic_state_dict(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     num_classes: int | None = None,
+    background_bias: float = _CLS_BG_BIAS,
 ) -> dict[str, torch.Tensor]:
     """A state dict with one tensor per layout entry, deterministic and identical across torch versions.
 
@@ -206,8 +211,9 @@ def synthetic_state_dict(
     ``[num_classes, 1024]`` and ``.bias`` ``[num_classes]``, ``bbox_pred.weight`` ``[4 * num_classes,
     1024]`` and ``.bias`` ``[4 * num_classes]``, ``mask_fcn_logits.weight`` ``[num_classes, 256, 1, 1]``
     and ``.bias`` ``[num_classes]``; their leading rows do not depend on ``num_classes``. Row 0 (the
-    background) of ``cls_score.bias`` is the fixed ``_CLS_BG_BIAS``. ``num_batches_tracked`` entries are
-    int64 zeros of shape ``[]``.
+    background) of ``cls_score.bias`` is ``background_bias`` (the fixed ``_CLS_BG_BIAS`` by default: with
+    91 classes; a model of few classes needs a lower one to detect anything). ``num_batches_tracked``
+    entries are int64 zeros of shape ``[]``.
     """
     keys = [key for key, _, _ in layout]
     norms = {key.rpartition(".")[0] for key in keys if key.endswith(".running_var")}
@@ -231,7 +237,7 @@ def synthetic_state_dict(
         centre, half_width = _spec(key, shape, norms, last_norms)
         values = centre + half_width * u
         if key == "roi_heads.box_predictor.cls_score.bias":
-            values[0] = _CLS_BG_BIAS
+            values[0] = background_bias
         state[key] = values.reshape(shape).to(dtype)
     return state
 
@@ -360,5 +366,42 @@ def golden_targets() -> list[dict[str, torch.Tensor]]:
         "boxes": torch.zeros((0, 4), dtype=torch.float32),
         "labels": torch.zeros((0,), dtype=torch.int64),
         "masks": torch.zeros((0, 144, 112), dtype=torch.uint8),
+    }
+    return [first, empty]
+
+
+def golden_keypoint_targets(num_keypoints: int = 17) -> list[dict[str, torch.Tensor]]:
+    """Keypoint R-CNN targets for ``golden_images()``: the boxes of :func:`golden_targets`, every object
+    of class 1 (a two-class model), no masks, and ``keypoints`` float32 ``[N, K, 3]``.
+
+    Keypoint ``k`` of an object lies at a fixed fraction of its box, spread over a 5 x 4 grid; every
+    third keypoint is hidden (``v = 1``), every fifth not labelled (``0, 0, 0``); the last keypoint of
+    the first object lies exactly on its box's right edge and that of the second object outside its box
+    (a case the heatmap targets must treat as the reference does).
+    """
+    targets = golden_targets()
+    boxes = targets[0]["boxes"]
+    rows = []
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        points = []
+        for k in range(num_keypoints):
+            fx, fy = ((k * 3 + i) % 5 + 0.5) / 5, ((k * 7 + 2 * i) % 4 + 0.5) / 4
+            v = 0 if k % 5 == 4 else (1 if k % 3 == 2 else 2)
+            point = [x1 + fx * (x2 - x1), y1 + fy * (y2 - y1), float(v)] if v else [0.0, 0.0, 0.0]
+            points.append(point)
+        if i == 0:
+            points[-1] = [x2, y1 + 0.5 * (y2 - y1), 2.0]
+        if i == 1:
+            points[-1] = [x2 + 3.0, y2 + 2.0, 2.0]
+        rows.append(points)
+    first = {
+        "boxes": boxes,
+        "labels": torch.ones(len(boxes), dtype=torch.int64),
+        "keypoints": torch.tensor(rows, dtype=torch.float32),
+    }
+    empty = {
+        "boxes": torch.zeros((0, 4), dtype=torch.float32),
+        "labels": torch.zeros((0,), dtype=torch.int64),
+        "keypoints": torch.zeros((0, num_keypoints, 3), dtype=torch.float32),
     }
     return [first, empty]

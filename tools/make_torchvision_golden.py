@@ -1,12 +1,14 @@
-"""Write the golden outputs of torchvision's Mask R-CNN that our implementation is tested against.
+"""Write the golden outputs of torchvision's Mask R-CNN and Keypoint R-CNN that our implementation is
+tested against.
 
-Why this exists: ``maskrcnn`` re-implements torchvision's ``maskrcnn_resnet50_fpn`` (v1) and
-``maskrcnn_resnet50_fpn_v2`` with the same state-dict keys, and must give the same detections and training
-losses for the same weights. The package must not depend on torchvision, so the reference outputs are
-computed once, here, and committed as JSON:
+Why this exists: ``maskrcnn`` re-implements torchvision's ``maskrcnn_resnet50_fpn`` (v1),
+``maskrcnn_resnet50_fpn_v2`` and ``keypointrcnn_resnet50_fpn`` with the same state-dict keys, and must give
+the same detections and training losses for the same weights. The package must not depend on
+torchvision, so the reference outputs are computed once, here, and committed as JSON:
 
     tests/fixtures/torchvision/golden_maskrcnn_resnet50_fpn.json
     tests/fixtures/torchvision/golden_maskrcnn_resnet50_fpn_v2.json
+    tests/fixtures/torchvision/golden_keypointrcnn_resnet50_fpn.json
 
 This script is the only place in the repository that imports torchvision. Run it from the repository root
 with a Python environment that has torch, torchvision, numpy and pycocotools (not the project's venv):
@@ -20,8 +22,11 @@ it to float64 and records:
 * eval mode, on ``golden_images(torch.float64)``: per image the boxes, scores and labels, and for the masks
   (``[N, 1, H, W]`` probabilities) the COCO RLE of ``mask > 0.5``, the sum of each mask's probabilities
   and, for the first two masks, the probabilities themselves (rounded to 1e-9, cropped to the region
-  where they are non-zero: outside it the pasted mask is exactly 0);
-* train mode, on the same images and ``golden_targets()``: the five losses, with ``torch.manual_seed(0)``
+  where they are non-zero: outside it the pasted mask is exactly 0); for the keypoint model (no masks)
+  each detection's ``[17, 3]`` keypoints and ``[17]`` keypoint scores instead;
+* train mode, on the same images and ``golden_targets()`` (``golden_keypoint_targets()`` for the keypoint
+  model, whose synthetic weights have a lower background bias: with two classes the default one lets
+  nothing through the score threshold): the five losses, with ``torch.manual_seed(0)``
   called immediately before the forward pass, plus the log of every draw from torch's generator during
   that pass (torchvision's transform and samplers draw from it, so an implementation that draws
   differently samples other anchors and proposals and gets other losses).
@@ -44,14 +49,21 @@ import pycocotools.mask as mask_utils
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection import (
+    keypointrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2,
+)
 from torchvision.ops import FrozenBatchNorm2d
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
     "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
+    "keypointrcnn_resnet50_fpn": keypointrcnn_resnet50_fpn,
 }
+KEYPOINT_MODELS = {"keypointrcnn_resnet50_fpn"}
+KEYPOINT_BACKGROUND_BIAS = 9.0  # 24 and 40 detections on the two golden images
 BUILD_KWARGS: dict[str, Any] = {
     "weights": None,
     "weights_backbone": None,
@@ -87,8 +99,10 @@ def _norm_layers(model: nn.Module) -> dict[str, str]:
         "backbone.fpn": model.backbone.fpn,
         "rpn.head": model.rpn.head,
         "roi_heads.box_head": model.roi_heads.box_head,
-        "roi_heads.mask_head": model.roi_heads.mask_head,
     }
+    for branch in ("mask_head", "keypoint_head"):
+        if getattr(model.roi_heads, branch, None) is not None:
+            parts[f"roi_heads.{branch}"] = getattr(model.roi_heads, branch)
     found = {}
     for name, part in parts.items():
         kinds = sorted(
@@ -102,11 +116,17 @@ def _norm_layers(model: nn.Module) -> dict[str, str]:
     return found
 
 
-def _settings(model: nn.Module) -> dict[str, Any]:
+def _build_kwargs(name: str) -> dict[str, Any]:
+    return {**BUILD_KWARGS, "num_classes": 2} if name in KEYPOINT_MODELS else BUILD_KWARGS
+
+
+def _settings(name: str, model: nn.Module) -> dict[str, Any]:
     """The hyper-parameters that decide the outputs, read off the built model."""
     transform, rpn, roi = model.transform, model.rpn, model.roi_heads
+    extra = {"background_bias": KEYPOINT_BACKGROUND_BIAS} if name in KEYPOINT_MODELS else {}
     return {
-        "build_kwargs": {k: v for k, v in BUILD_KWARGS.items() if v is not None},
+        "build_kwargs": {k: v for k, v in _build_kwargs(name).items() if v is not None},
+        **extra,
         "dtype": "float64",
         "weights_seed": SEED,
         "image_mean": list(transform.image_mean),
@@ -159,20 +179,25 @@ def _eval_outputs(model: nn.Module, images: list[torch.Tensor]) -> list[dict[str
         outputs = model(images)
     records = []
     for i, (image, out) in enumerate(zip(images, outputs, strict=True)):
-        probs = out["masks"][:, 0]  # [N, H, W] float64 probabilities pasted into the image
-        records.append(
-            {
-                "image_size": list(image.shape[-2:]),
-                "resized_size": list(batch.image_sizes[i]),
-                "num_detections": len(out["scores"]),
-                "boxes": [[_finite(v) for v in box] for box in out["boxes"].tolist()],
-                "scores": [_finite(v) for v in out["scores"].tolist()],
-                "labels": out["labels"].tolist(),
-                "masks_rle": [_rle(p > 0.5) for p in probs],
-                "mask_prob_sums": [_finite(v) for v in probs.sum(dim=(1, 2)).tolist()],
-                "mask_probs": [_crop_probs(p) for p in probs[:MASKS_WITH_PROBS]],
-            }
-        )
+        record = {
+            "image_size": list(image.shape[-2:]),
+            "resized_size": list(batch.image_sizes[i]),
+            "num_detections": len(out["scores"]),
+            "boxes": [[_finite(v) for v in box] for box in out["boxes"].tolist()],
+            "scores": [_finite(v) for v in out["scores"].tolist()],
+            "labels": out["labels"].tolist(),
+        }
+        if "masks" in out:
+            probs = out["masks"][:, 0]  # [N, H, W] float64 probabilities pasted into the image
+            record["masks_rle"] = [_rle(p > 0.5) for p in probs]
+            record["mask_prob_sums"] = [_finite(v) for v in probs.sum(dim=(1, 2)).tolist()]
+            record["mask_probs"] = [_crop_probs(p) for p in probs[:MASKS_WITH_PROBS]]
+        if "keypoints" in out:
+            # float32, as torchvision computes them whatever the model's dtype
+            points, scores = out["keypoints"].tolist(), out["keypoints_scores"].tolist()
+            record["keypoints"] = [[[_finite(v) for v in kp] for kp in det] for det in points]
+            record["keypoints_scores"] = [[_finite(v) for v in det] for det in scores]
+        records.append(record)
     return records
 
 
@@ -239,17 +264,21 @@ def _train_losses(
 def golden(name: str) -> dict[str, Any]:
     """Build model ``name`` with the synthetic weights and compute its golden record."""
     synthetic = _synthetic()
-    state = synthetic.synthetic_state_dict(synthetic.load_layout(name), seed=SEED)
-    model = MODELS[name](**BUILD_KWARGS)
+    keypoints = name in KEYPOINT_MODELS
+    bias = {"background_bias": KEYPOINT_BACKGROUND_BIAS} if keypoints else {}
+    state = synthetic.synthetic_state_dict(synthetic.load_layout(name), seed=SEED, **bias)
+    model = MODELS[name](**_build_kwargs(name))
     model.load_state_dict(state, strict=True)
     model.double()
     images = synthetic.golden_images(torch.float64)
-    targets = [{**t, "boxes": t["boxes"].double()} for t in synthetic.golden_targets()]
+    raw_targets = synthetic.golden_keypoint_targets() if keypoints else synthetic.golden_targets()
+    targets = [{**t, "boxes": t["boxes"].double()} for t in raw_targets]
     record: dict[str, Any] = {
         "model": name,
         "note": (
             "torchvision's outputs for synthetic_state_dict(load_layout(model), seed=0) from "
-            "tests/synthetic_weights.py, loaded strictly and converted to float64; "
+            "tests/synthetic_weights.py (background_bias for the keypoint model), loaded strictly and "
+            "converted to float64; "
             "written by tools/make_torchvision_golden.py"
         ),
         "torch_version": torch.__version__,
@@ -257,7 +286,7 @@ def golden(name: str) -> dict[str, Any]:
         "weights_digest": synthetic.state_dict_digest(state),
         "images_digest": [synthetic.tensor_digest(image) for image in images],
         "norm_layers": _norm_layers(model),
-        "settings": _settings(model),
+        "settings": _settings(name, model),
     }
     record["eval"] = _eval_outputs(model, images)
     record["train"] = _train_losses(model, images, targets)

@@ -117,7 +117,7 @@ class RPNConfig:
 
 @dataclass
 class RoIHeadsConfig:
-    """Box and mask heads (torchvision's defaults).
+    """Box, mask and keypoint heads (torchvision's defaults).
 
     Attributes:
         box_head: ``mlp`` (two fully connected layers, the original) or ``conv`` (``box_head_convs``
@@ -125,6 +125,11 @@ class RoIHeadsConfig:
         head_norm: normalisation in the conv box head and the mask head (``none``; ``bn`` in v2).
         mask_head_channels: output channels of each 3x3 conv of the mask head.
         pool_aligned: half-pixel-aligned RoIAlign (torchvision's Mask R-CNN uses ``False``).
+        mask_head: whether the model predicts masks (torchvision's keypoint R-CNN does not).
+        num_keypoints: keypoints per object; 0 (the default): no keypoint head.
+        keypoint_head_channels: output channels of each 3x3 conv of the keypoint head (eight of 512 in
+            the paper and torchvision).
+        keypoint_pool_size: RoIAlign size of the keypoint head (14; the heatmaps are 4x: 56x56).
     """
 
     box_head: str = "mlp"
@@ -148,6 +153,10 @@ class RoIHeadsConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    mask_head: bool = True
+    num_keypoints: int = 0
+    keypoint_head_channels: tuple[int, ...] = (512,) * 8
+    keypoint_pool_size: int = 14
 
 
 @dataclass
@@ -207,6 +216,14 @@ def validate(cfg: ModelConfig) -> None:
         problems.append(f"backbone.in_channels={b.in_channels}")
     if cfg.roi_heads.box_head not in ("mlp", "conv"):
         problems.append(f"roi_heads.box_head={cfg.roi_heads.box_head!r} (mlp or conv)")
+    if cfg.roi_heads.num_keypoints < 0:
+        problems.append(f"roi_heads.num_keypoints={cfg.roi_heads.num_keypoints} (0: no keypoint head)")
+    if not cfg.roi_heads.mask_head and cfg.roi_heads.num_keypoints == 0:
+        problems.append(
+            "roi_heads.mask_head=false and roi_heads.num_keypoints=0: the model would predict boxes only"
+        )
+    if cfg.roi_heads.num_keypoints and not cfg.roi_heads.keypoint_head_channels:
+        problems.append("roi_heads.keypoint_head_channels is empty")
     for key, value in (("rpn.box_loss", cfg.rpn.box_loss), ("roi_heads.box_loss", cfg.roi_heads.box_loss)):
         if value not in ("smooth_l1", "l1"):
             problems.append(f"{key}={value!r} (smooth_l1 or l1)")

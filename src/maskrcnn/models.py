@@ -1,4 +1,5 @@
-"""Model builders named and behaving like torchvision's (``maskrcnn_resnet50_fpn``, ``..._v2``).
+"""Model builders named and behaving like torchvision's (``maskrcnn_resnet50_fpn``, ``..._v2``,
+``keypointrcnn_resnet50_fpn``).
 
 ``weights`` is a checkpoint: a path to torchvision's ``.pth`` (e.g.
 ``maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth``) or one of this project's ``.safetensors``, or a registry
@@ -19,7 +20,13 @@ from maskrcnn.config import ModelConfig, override
 from maskrcnn.modeling import MaskRCNN, build_model
 from maskrcnn.weights import load_weights
 
-__all__ = ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_config", "maskrcnn_resnet50_fpn_v2"]
+__all__ = [
+    "keypointrcnn_resnet50_fpn",
+    "keypointrcnn_resnet50_fpn_config",
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_config",
+    "maskrcnn_resnet50_fpn_v2",
+]
 
 # torchvision's keyword arguments and the config fields they set.
 _KWARGS = {
@@ -57,7 +64,12 @@ _MODULES = {
     "mask_roi_pool": ("roi_heads", "mask_roi_pool"),
     "mask_head": ("roi_heads", "mask_head"),
     "mask_predictor": ("roi_heads", "mask_predictor"),
+    "keypoint_roi_pool": ("roi_heads", "keypoint_roi_pool"),
+    "keypoint_head": ("roi_heads", "keypoint_head"),
+    "keypoint_predictor": ("roi_heads", "keypoint_predictor"),
 }
+_MASK_MODULES = ("mask_roi_pool", "mask_head", "mask_predictor")
+_KEYPOINT_MODULES = ("keypoint_roi_pool", "keypoint_head", "keypoint_predictor")
 
 
 def maskrcnn_resnet50_fpn_config(
@@ -86,29 +98,40 @@ def maskrcnn_resnet50_fpn_config(
     return cfg
 
 
+def keypointrcnn_resnet50_fpn_config(
+    *,
+    num_classes: int = 2,
+    num_keypoints: int = 17,
+    pretrained: bool = False,
+    trainable_backbone_layers: int | None = None,
+) -> ModelConfig:
+    """The config of torchvision's ResNet-50-FPN Keypoint R-CNN: v1's backbone and box head, no mask
+    head, a keypoint head of eight 512-channel convolutions, and training scales 640..800."""
+    cfg = maskrcnn_resnet50_fpn_config(
+        num_classes=num_classes, pretrained=pretrained, trainable_backbone_layers=trainable_backbone_layers
+    )
+    cfg.roi_heads.mask_head = False
+    cfg.roi_heads.num_keypoints = num_keypoints
+    cfg.transform.min_size = (640, 672, 704, 736, 768, 800)
+    return cfg
+
+
 def _build(
-    v2: bool,
+    name: str,
+    cfg: ModelConfig,
     weights: str | os.PathLike[str] | None,
     weights_backbone: str | os.PathLike[str] | None,
-    num_classes: int,
-    trainable_backbone_layers: int | None,
     kwargs: dict[str, Any],
+    modules: dict[str, tuple[str, str]],
 ) -> MaskRCNN:
-    name = "maskrcnn_resnet50_fpn" + ("_v2" if v2 else "")
-    unknown = sorted(set(kwargs) - set(_KWARGS) - set(_MODULES))
+    unknown = sorted(set(kwargs) - set(_KWARGS) - set(modules))
     if unknown:
         raise TypeError(
-            f"{name}: unexpected keyword arguments {unknown}; supported: {sorted(_KWARGS) + sorted(_MODULES)}"
+            f"{name}: unexpected keyword arguments {unknown}; supported: {sorted(_KWARGS) + sorted(modules)}"
         )
-    cfg = maskrcnn_resnet50_fpn_config(
-        v2=v2,
-        num_classes=num_classes,
-        pretrained=weights is not None or weights_backbone is not None,
-        trainable_backbone_layers=trainable_backbone_layers,
-    )
     cfg = override(cfg, {_KWARGS[k]: v for k, v in kwargs.items() if k in _KWARGS})
     model = build_model(cfg)
-    for key, (parent, child) in _MODULES.items():
+    for key, (parent, child) in modules.items():
         if key in kwargs:
             module = kwargs[key]
             if not isinstance(module, nn.Module):
@@ -144,7 +167,12 @@ def maskrcnn_resnet50_fpn(
             (``rpn_anchor_generator``, ``rpn_head``, ``box_roi_pool``, ``box_head``, ``box_predictor``,
             ``mask_roi_pool``, ``mask_head``, ``mask_predictor``).
     """
-    return _build(False, weights, weights_backbone, num_classes, trainable_backbone_layers, kwargs)
+    cfg = maskrcnn_resnet50_fpn_config(
+        num_classes=num_classes,
+        pretrained=weights is not None or weights_backbone is not None,
+        trainable_backbone_layers=trainable_backbone_layers,
+    )
+    return _build("maskrcnn_resnet50_fpn", cfg, weights, weights_backbone, kwargs, _mask_modules())
 
 
 def maskrcnn_resnet50_fpn_v2(
@@ -157,4 +185,47 @@ def maskrcnn_resnet50_fpn_v2(
 ) -> MaskRCNN:
     """The improved Mask R-CNN of torchvision (Li et al., 2021 recipe): BatchNorm in the FPN and heads,
     two RPN convolutions and a 4-conv + 1-fc box head. Arguments as :func:`maskrcnn_resnet50_fpn`."""
-    return _build(True, weights, weights_backbone, num_classes, trainable_backbone_layers, kwargs)
+    cfg = maskrcnn_resnet50_fpn_config(
+        v2=True,
+        num_classes=num_classes,
+        pretrained=weights is not None or weights_backbone is not None,
+        trainable_backbone_layers=trainable_backbone_layers,
+    )
+    return _build("maskrcnn_resnet50_fpn_v2", cfg, weights, weights_backbone, kwargs, _mask_modules())
+
+
+def keypointrcnn_resnet50_fpn(
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    weights_backbone: str | os.PathLike[str] | None = None,
+    num_classes: int = 2,
+    num_keypoints: int = 17,
+    trainable_backbone_layers: int | None = None,
+    **kwargs: Any,
+) -> MaskRCNN:
+    """Keypoint R-CNN with a ResNet-50-FPN backbone (the Mask R-CNN paper's pose model), as torchvision
+    builds it: boxes and ``num_keypoints`` keypoints per object, no masks.
+
+    Args:
+        weights: a checkpoint (torchvision's ``keypointrcnn_resnet50_fpn_coco-fc266e95.pth``, the name
+            ``"coco-keypoints"``, or this project's ``.safetensors``); with other class or keypoint
+            counts than the checkpoint's, the layers depending on them are re-initialised.
+        weights_backbone: an ImageNet ResNet-50 for the backbone alone (a path, or ``"imagenet-r50"``).
+        num_classes: classes including the background (2: person).
+        num_keypoints: keypoints per object (17: COCO's person keypoints).
+        trainable_backbone_layers: 0..5 stages of the ResNet trained (default 3 with weights, else 5).
+        **kwargs: as :func:`maskrcnn_resnet50_fpn`, with ``keypoint_roi_pool``, ``keypoint_head`` and
+            ``keypoint_predictor`` instead of the mask modules.
+    """
+    cfg = keypointrcnn_resnet50_fpn_config(
+        num_classes=num_classes,
+        num_keypoints=num_keypoints,
+        pretrained=weights is not None or weights_backbone is not None,
+        trainable_backbone_layers=trainable_backbone_layers,
+    )
+    modules = {k: v for k, v in _MODULES.items() if k not in _MASK_MODULES}
+    return _build("keypointrcnn_resnet50_fpn", cfg, weights, weights_backbone, kwargs, modules)
+
+
+def _mask_modules() -> dict[str, tuple[str, str]]:
+    return {k: v for k, v in _MODULES.items() if k not in _KEYPOINT_MODULES}

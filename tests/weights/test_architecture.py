@@ -7,7 +7,7 @@ import torch
 
 from maskrcnn.config import ModelConfig
 from maskrcnn.modeling import build_model
-from maskrcnn.models import maskrcnn_resnet50_fpn_config
+from maskrcnn.models import keypointrcnn_resnet50_fpn_config, maskrcnn_resnet50_fpn_config
 from maskrcnn.weights.architecture import adopt_architecture, recognise, recognise_backbone
 from tests.synthetic_weights import load_layout
 
@@ -86,10 +86,7 @@ def test_what_is_not_a_mask_rcnn_is_refused_with_what_it_is():
     }
     with pytest.raises(ValueError, match=r"f.pth: a Faster R-CNN: boxes only"):
         recognise(faster, "f.pth")
-    keypoints = {**v1, "roi_heads.keypoint_predictor.kps_score_lowres.weight": torch.empty(512, 17, 4, 4)}
-    with pytest.raises(ValueError, match="a Keypoint R-CNN"):
-        recognise(keypoints, "k.pth")
-    with pytest.raises(ValueError, match=r"not a Mask R-CNN \(no roi_heads.mask_predictor.mask_fcn_logits\)"):
+    with pytest.raises(ValueError, match=r"not a Mask R-CNN \(no roi_heads.mask_predictor.mask_fcn_logits"):
         recognise({"backbone.body.conv1.weight": torch.empty(64, 3, 7, 7)}, "x.pth")
 
 
@@ -138,3 +135,31 @@ def test_adopting_an_architecture_changes_only_its_fields():
     imagenet = recognise_backbone(_shapes("resnet101_imagenet"), "r101.pth")
     assert adopt_architecture(target, imagenet, kind="backbone") == ["backbone.name resnet50 -> resnet101"]
     assert target.rpn.conv_depth == 2  # a backbone says nothing about the heads
+
+
+def test_torchvision_keypoint_rcnn_is_recognised_exactly():
+    state = _shapes("keypointrcnn_resnet50_fpn")
+    found = recognise(state, "k.pth")
+    assert found.name == "keypointrcnn_resnet50_fpn"
+    assert found.config.num_classes == 2
+    assert not found.config.roi_heads.mask_head
+    assert found.config.roi_heads.num_keypoints == 17
+    expected = {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert _layout_of(build_model(found.config)) == expected
+    reference = keypointrcnn_resnet50_fpn_config(pretrained=True)
+    assert found.config.roi_heads == reference.roi_heads
+    assert found.config.rpn == reference.rpn
+
+
+def test_a_mask_rcnn_with_keypoints_is_recognised():
+    cfg = ModelConfig(num_classes=4)
+    cfg.roi_heads.num_keypoints = 5
+    cfg.roi_heads.keypoint_head_channels = (64, 64)
+    state = build_model(cfg).state_dict()
+    found = recognise(state, "mk.safetensors")
+    assert found.name == "maskrcnn_resnet50_fpn with 5 keypoints"
+    assert found.config.roi_heads.mask_head
+    assert (found.config.roi_heads.num_keypoints, found.config.roi_heads.keypoint_head_channels) == (
+        5,
+        (64, 64),
+    )

@@ -11,6 +11,7 @@ from maskrcnn.config import ModelConfig, validate
 from maskrcnn.modeling.backbone import resnet
 from maskrcnn.modeling.box_head import ConvFCHead, FastRCNNPredictor, TwoMLPHead
 from maskrcnn.modeling.fpn import FEATURE_NAMES, BackboneWithFPN, FeaturePyramidNetwork
+from maskrcnn.modeling.keypoint_head import KeypointRCNNHeads, KeypointRCNNPredictor
 from maskrcnn.modeling.layers import norm_factory
 from maskrcnn.modeling.mask_head import MaskRCNNHeads, MaskRCNNPredictor
 from maskrcnn.modeling.roi_heads import RoIHeads
@@ -28,7 +29,9 @@ class MaskRCNN(nn.Module):
 
     The call is torchvision's: ``model(images, targets)`` returns a dict of losses in training mode;
     ``model(images)`` returns, per image, ``boxes [D, 4]`` (xyxy pixels), ``labels int64[D]``,
-    ``scores [D]`` and ``masks [D, 1, H, W]`` (probabilities; threshold at 0.5) in evaluation mode.
+    ``scores [D]`` and ``masks [D, 1, H, W]`` (probabilities; threshold at 0.5) in evaluation mode, and
+    with a keypoint head ``keypoints [D, K, 3]`` (``x, y, 1`` pixels) and ``keypoints_scores [D, K]``
+    (a model built without a mask head gives no ``masks``: torchvision's keypoint R-CNN).
 
     Args:
         transform: normalisation, resizing and batching.
@@ -80,7 +83,13 @@ class MaskRCNN(nn.Module):
                 raise ValueError(
                     "MaskRCNN: targets are required in training mode (call model.eval() to predict)"
                 )
-            check_targets(images, targets, self.num_classes)
+            check_targets(
+                images,
+                targets,
+                self.num_classes,
+                masks=self.roi_heads.has_masks,
+                num_keypoints=self.roi_heads.num_keypoints,
+            )
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
         if self.channels_last:
@@ -120,19 +129,28 @@ def check_images(images: Sequence[Tensor], mean: Sequence[float]) -> None:
             raise ValueError(f"MaskRCNN: image {i} is empty (shape {list(img.shape)})")
 
 
-def check_targets(images: Sequence[Tensor], targets: Sequence[Target], num_classes: int) -> None:
+def check_targets(
+    images: Sequence[Tensor],
+    targets: Sequence[Target],
+    num_classes: int,
+    *,
+    masks: bool = True,
+    num_keypoints: int = 0,
+) -> None:
     """Validate training targets at the model's boundary, naming the image and the bad value.
 
     Each target needs ``boxes`` float ``[N, 4]`` with positive width and height, ``labels`` int64 ``[N]``
-    in ``1..num_classes - 1`` and ``masks`` ``[N, H, W]`` of the image's size.
+    in ``1..num_classes - 1``, for a model with masks ``masks`` ``[N, H, W]`` of the image's size, and for
+    one with ``num_keypoints`` K ``keypoints`` float ``[N, K, 3]``.
     """
     if len(targets) != len(images):
         raise ValueError(f"MaskRCNN: {len(images)} images but {len(targets)} targets")
+    needed = ("boxes", "labels") + (("masks",) if masks else ()) + (("keypoints",) if num_keypoints else ())
     for i, (img, t) in enumerate(zip(images, targets, strict=True)):
-        for key in ("boxes", "labels", "masks"):
+        for key in needed:
             if key not in t:
                 raise ValueError(f"MaskRCNN: target of image {i} has no {key!r} (has {sorted(t)})")
-        boxes, labels, masks = t["boxes"], t["labels"], t["masks"]
+        boxes, labels = t["boxes"], t["labels"]
         if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
             raise ValueError(
                 f"MaskRCNN: image {i}: boxes must be a float [N, 4] tensor, "
@@ -143,11 +161,22 @@ def check_targets(images: Sequence[Tensor], targets: Sequence[Target], num_class
             raise ValueError(
                 f"MaskRCNN: image {i}: labels must be int64 [{n}], got {labels.dtype} {list(labels.shape)}"
             )
-        if masks.shape != (n, *img.shape[-2:]):
+        if masks and t["masks"].shape != (n, *img.shape[-2:]):
             raise ValueError(
                 f"MaskRCNN: image {i}: masks must be [{n}, {img.shape[-2]}, {img.shape[-1]}] "
-                f"(one per box, the image's size), got {list(masks.shape)}"
+                f"(one per box, the image's size), got {list(t['masks'].shape)}"
             )
+        if num_keypoints:
+            keypoints = t["keypoints"]
+            if keypoints.shape != (n, num_keypoints, 3) or not keypoints.is_floating_point():
+                raise ValueError(
+                    f"MaskRCNN: image {i}: keypoints must be a float [{n}, {num_keypoints}, 3] tensor "
+                    f"((x, y, visibility) per keypoint of each box), got {keypoints.dtype} "
+                    f"{list(keypoints.shape)}"
+                )
+            if not bool(torch.isfinite(keypoints).all()):
+                k = int(torch.where(~torch.isfinite(keypoints).flatten(1).all(1))[0][0])
+                raise ValueError(f"MaskRCNN: image {i}: keypoints of box {k} are not finite")
         if n == 0:
             continue
         bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
@@ -216,18 +245,36 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             fc_sizes=(hc.representation_size,),
             norm=head_norm,
         )
-    mask_head = MaskRCNNHeads(channels, hc.mask_head_channels, dilation=hc.mask_dilation, norm=head_norm)
+    mask_branch: dict[str, nn.Module | None] = dict.fromkeys(("mask_roi_pool", "mask_head", "mask_predictor"))
+    if hc.mask_head:
+        mask_head = MaskRCNNHeads(channels, hc.mask_head_channels, dilation=hc.mask_dilation, norm=head_norm)
+        mask_branch = {
+            "mask_roi_pool": MultiScaleRoIAlign(
+                pooled, hc.mask_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
+            ),
+            "mask_head": mask_head,
+            "mask_predictor": MaskRCNNPredictor(
+                mask_head.out_channels, hc.mask_predictor_channels, cfg.num_classes
+            ),
+        }
+    keypoint_branch: dict[str, nn.Module] = {}
+    if hc.num_keypoints:
+        keypoint_head = KeypointRCNNHeads(channels, hc.keypoint_head_channels)
+        keypoint_branch = {
+            "keypoint_roi_pool": MultiScaleRoIAlign(
+                pooled, hc.keypoint_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
+            ),
+            "keypoint_head": keypoint_head,
+            "keypoint_predictor": KeypointRCNNPredictor(keypoint_head.out_channels, hc.num_keypoints),
+        }
     roi_heads = RoIHeads(
         box_roi_pool=MultiScaleRoIAlign(
             pooled, hc.box_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
         ),
         box_head=box_head,
         box_predictor=FastRCNNPredictor(hc.representation_size, cfg.num_classes),
-        mask_roi_pool=MultiScaleRoIAlign(
-            pooled, hc.mask_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
-        ),
-        mask_head=mask_head,
-        mask_predictor=MaskRCNNPredictor(mask_head.out_channels, hc.mask_predictor_channels, cfg.num_classes),
+        **mask_branch,  # type: ignore[arg-type]
+        **keypoint_branch,  # type: ignore[arg-type]
         fg_iou_thresh=hc.fg_iou_thresh,
         bg_iou_thresh=hc.bg_iou_thresh,
         batch_size_per_image=hc.batch_size_per_image,

@@ -1,9 +1,11 @@
-"""Second stage: classify and refine the proposals, then predict a mask for each detection.
+"""Second stage: classify and refine the proposals, then predict a mask and/or keypoints for each
+detection.
 
 Training: proposals (with the ground-truth boxes appended) are matched to the ground truth and sampled
-(512 per image, a quarter foreground), the box branch is trained on all sampled proposals and the mask
-branch on the foreground ones. Evaluation: the box branch scores every proposal for every class, the
-best per-class boxes survive NMS, and the mask branch runs on those detections.
+(512 per image, a quarter foreground), the box branch is trained on all sampled proposals and the mask and
+keypoint branches on the foreground ones. Evaluation: the box branch scores every proposal for every
+class, the best per-class boxes survive NMS, and the mask and keypoint branches run on those detections.
+A model has a mask branch, a keypoint branch or both (torchvision's keypoint R-CNN has no masks).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.modeling.box_head import fastrcnn_loss
+from maskrcnn.modeling.keypoint_head import keypoint_predictions, keypointrcnn_loss
 from maskrcnn.modeling.layers import full_precision, full_precision_region
 from maskrcnn.modeling.mask_head import mask_probabilities, maskrcnn_loss
 from maskrcnn.ops import (
@@ -50,15 +53,21 @@ class TrainingSamples:
 
 
 class RoIHeads(nn.Module):
-    """Box and mask branches, with torchvision's module names (``box_head``, ``box_predictor``...).
+    """Box, mask and keypoint branches, with torchvision's module names (``box_head``, ``box_predictor``,
+    ``mask_head``, ``keypoint_head``...).
 
     Args:
         box_roi_pool: RoIAlign of the proposals (7x7, sampling ratio 2).
         box_head: pooled features -> ``[K, D]`` representation.
         box_predictor: representation -> class logits and per-class deltas.
-        mask_roi_pool: RoIAlign for the mask branch (14x14).
+        mask_roi_pool: RoIAlign for the mask branch (14x14); ``None`` (with the mask head and predictor):
+            no mask branch.
         mask_head: pooled features -> mask features.
         mask_predictor: mask features -> ``[K, num_classes, 28, 28]`` logits.
+        keypoint_roi_pool: RoIAlign for the keypoint branch (14x14); ``None`` (the default, with the
+            keypoint head and predictor): no keypoint branch.
+        keypoint_head: pooled features -> keypoint features.
+        keypoint_predictor: keypoint features -> ``[K, num_keypoints, 56, 56]`` heatmap logits.
         fg_iou_thresh: proposals with at least this IoU are foreground.
         bg_iou_thresh: proposals below this IoU with every object are background.
         batch_size_per_image: proposals sampled per image for the losses.
@@ -77,9 +86,12 @@ class RoIHeads(nn.Module):
         box_roi_pool: MultiScaleRoIAlign,
         box_head: nn.Module,
         box_predictor: nn.Module,
-        mask_roi_pool: MultiScaleRoIAlign,
-        mask_head: nn.Module,
-        mask_predictor: nn.Module,
+        mask_roi_pool: MultiScaleRoIAlign | None,
+        mask_head: nn.Module | None,
+        mask_predictor: nn.Module | None,
+        keypoint_roi_pool: MultiScaleRoIAlign | None = None,
+        keypoint_head: nn.Module | None = None,
+        keypoint_predictor: nn.Module | None = None,
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 512,
@@ -98,6 +110,17 @@ class RoIHeads(nn.Module):
         self.mask_roi_pool = mask_roi_pool
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
+        self.keypoint_roi_pool = keypoint_roi_pool
+        self.keypoint_head = keypoint_head
+        self.keypoint_predictor = keypoint_predictor
+        for branch, parts in (
+            ("mask", (mask_roi_pool, mask_head, mask_predictor)),
+            ("keypoint", (keypoint_roi_pool, keypoint_head, keypoint_predictor)),
+        ):
+            if len({p is None for p in parts}) != 1:
+                raise ValueError(
+                    f"RoIHeads: give the {branch} RoI pool, head and predictor together, or none"
+                )
         self.proposal_matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
         self.fg_bg_sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(bbox_reg_weights)
@@ -106,6 +129,18 @@ class RoIHeads(nn.Module):
         self.detections_per_img = detections_per_img
         self.box_loss = box_loss
         self.smooth_l1_beta = smooth_l1_beta
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether detections get masks."""
+        return self.mask_predictor is not None
+
+    @property
+    def num_keypoints(self) -> int:
+        """Keypoints per detection (0: no keypoint branch)."""
+        if self.keypoint_predictor is None:
+            return 0
+        return int(self.keypoint_predictor.out_channels)
 
     def forward(
         self,
@@ -122,14 +157,17 @@ class RoIHeads(nn.Module):
             features: pyramid levels ``name -> [N, C, H_l, W_l]``.
             proposals: per image ``[P_i, 4]`` boxes in resized-image pixels.
             image_shapes: per image ``(h, w)`` before padding.
-            targets: in training, per image ``boxes``, ``labels`` and ``masks`` (resized).
+            targets: in training, per image ``boxes``, ``labels`` and ``masks`` / ``keypoints`` (resized)
+                for the branches the model has.
             score_thresh: in evaluation, this call's score threshold instead of the module's own
                 :attr:`score_thresh` (``None``: the module's); the module is left unchanged.
 
         Returns:
             ``(detections, losses)``: in evaluation, per image ``boxes [D, 4]``, ``labels int64[D]``,
-            ``scores [D]`` and ``masks [D, 1, M, M]`` probabilities (pasted later) and no losses; in
-            training, no detections and ``loss_classifier``, ``loss_box_reg``, ``loss_mask``.
+            ``scores [D]``, with a mask branch ``masks [D, 1, M, M]`` probabilities (pasted later), with a
+            keypoint branch ``keypoints [D, K, 3]`` ``(x, y, 1)`` and ``keypoints_scores [D, K]``, and no
+            losses; in training, no detections and ``loss_classifier``, ``loss_box_reg``, ``loss_mask``
+            and/or ``loss_keypoint``.
         """
         if self.training:
             if targets is None:
@@ -157,19 +195,26 @@ class RoIHeads(nn.Module):
             box_loss=self.box_loss,
             beta=self.smooth_l1_beta,
         )
-        # The mask branch learns from the foreground proposals only.
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        # The mask and keypoint branches learn from the foreground proposals only.
         positive = [torch.where(labels > 0)[0] for labels in samples.labels]
-        mask_proposals = [p[i] for p, i in zip(samples.proposals, positive, strict=True)]
-        mask_matched = [m[i] for m, i in zip(samples.matched_idxs, positive, strict=True)]
-        mask_logits = self.mask_branch(features, mask_proposals, image_shapes)
-        loss_mask = maskrcnn_loss(
-            mask_logits,
-            mask_proposals,
-            [t["masks"] for t in targets],
-            [t["labels"] for t in targets],
-            mask_matched,
-        )
-        return {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg, "loss_mask": loss_mask}
+        fg_proposals = [p[i] for p, i in zip(samples.proposals, positive, strict=True)]
+        fg_matched = [m[i] for m, i in zip(samples.matched_idxs, positive, strict=True)]
+        if self.has_masks:
+            mask_logits = self.mask_branch(features, fg_proposals, image_shapes)
+            losses["loss_mask"] = maskrcnn_loss(
+                mask_logits,
+                fg_proposals,
+                [t["masks"] for t in targets],
+                [t["labels"] for t in targets],
+                fg_matched,
+            )
+        if self.num_keypoints:
+            keypoint_logits = self.keypoint_branch(features, fg_proposals, image_shapes)
+            losses["loss_keypoint"] = keypointrcnn_loss(
+                keypoint_logits, fg_proposals, [t["keypoints"] for t in targets], fg_matched
+            )
+        return losses
 
     def select_training_samples(
         self, proposals: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]
@@ -237,8 +282,21 @@ class RoIHeads(nn.Module):
         self, features: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> Tensor:
         """``[K, num_classes, M, M]`` mask logits of the boxes of all images, in at least float32."""
+        assert self.mask_roi_pool is not None
+        assert self.mask_head is not None
+        assert self.mask_predictor is not None
         pooled = self.mask_roi_pool(features, boxes, image_shapes)
         return full_precision(self.mask_predictor(self.mask_head(pooled)))
+
+    def keypoint_branch(
+        self, features: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> Tensor:
+        """``[K, num_keypoints, S, S]`` heatmap logits of the boxes of all images, in at least float32."""
+        assert self.keypoint_roi_pool is not None
+        assert self.keypoint_head is not None
+        assert self.keypoint_predictor is not None
+        pooled = self.keypoint_roi_pool(features, boxes, image_shapes)
+        return full_precision(self.keypoint_predictor(self.keypoint_head(pooled)))
 
     # ------------------------------------------------------------------------------------------------
     # Evaluation
@@ -255,11 +313,18 @@ class RoIHeads(nn.Module):
         detections = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes, score_thresh=score_thresh
         )
-        mask_logits = self.mask_branch(features, [d["boxes"] for d in detections], image_shapes)
-        for det, probs in zip(
-            detections, mask_probabilities(mask_logits, [d["labels"] for d in detections]), strict=True
-        ):
-            det["masks"] = probs
+        boxes = [d["boxes"] for d in detections]
+        if self.has_masks:
+            mask_logits = self.mask_branch(features, boxes, image_shapes)
+            labels = [d["labels"] for d in detections]
+            for det, probs in zip(detections, mask_probabilities(mask_logits, labels), strict=True):
+                det["masks"] = probs
+        if self.num_keypoints:
+            keypoint_logits = self.keypoint_branch(features, boxes, image_shapes)
+            for det, (points, scores) in zip(
+                detections, keypoint_predictions(keypoint_logits, boxes), strict=True
+            ):
+                det["keypoints"], det["keypoints_scores"] = points, scores
         return detections
 
     def postprocess_detections(

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from maskrcnn.ops import paste_masks_in_image
 from maskrcnn.structures import ImageList
 
-__all__ = ["RCNNTransform", "resize_boxes"]
+__all__ = ["RCNNTransform", "resize_boxes", "resize_keypoints"]
 
 
 def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
@@ -32,6 +32,20 @@ def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence
     )
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)
+
+
+def resize_keypoints(keypoints: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
+    """Scale the ``x, y`` of ``[..., K, 3]`` keypoints from an ``(h, w)`` image to another size (float32
+    ratios, as for boxes); the third column (visibility, or 1) is kept."""
+    ratio_h, ratio_w = (
+        torch.tensor(float(new), dtype=torch.float32, device=keypoints.device)
+        / torch.tensor(float(old), dtype=torch.float32, device=keypoints.device)
+        for new, old in zip(new_size, original_size, strict=True)
+    )
+    resized = keypoints.clone()
+    resized[..., 0] *= ratio_w
+    resized[..., 1] *= ratio_h
+    return resized
 
 
 class RCNNTransform(nn.Module):
@@ -75,7 +89,8 @@ class RCNNTransform(nn.Module):
 
         Returns:
             the batch (``image_sizes`` are the resized sizes before padding) and copies of the targets
-            with ``boxes`` scaled and ``masks`` resized (nearest), other fields as they were.
+            with ``boxes`` and ``keypoints`` scaled and ``masks`` resized (nearest), other fields as they
+            were.
         """
         resized, new_targets = [], []
         for i, image in enumerate(images):
@@ -118,6 +133,8 @@ class RCNNTransform(nn.Module):
         if target is None:
             return image, None
         target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
+        if "keypoints" in target:
+            target["keypoints"] = resize_keypoints(target["keypoints"], (h, w), image.shape[-2:])
         if "masks" in target:
             masks = target["masks"]
             # Nearest keeps masks binary; the same arguments give the image's exact size.
@@ -143,10 +160,12 @@ class RCNNTransform(nn.Module):
         *,
         paste_masks: bool = True,
     ) -> list[dict[str, Tensor]]:
-        """Boxes back to the input images' pixels; ``[D, 1, M, M]`` mask probabilities pasted into
-        ``[D, 1, H, W]`` full-size masks (kept as they are when not ``paste_masks``)."""
+        """Boxes and keypoints back to the input images' pixels; ``[D, 1, M, M]`` mask probabilities
+        pasted into ``[D, 1, H, W]`` full-size masks (kept as they are when not ``paste_masks``)."""
         for det, size, original in zip(detections, image_sizes, original_sizes, strict=True):
             det["boxes"] = resize_boxes(det["boxes"], size, original)
+            if "keypoints" in det:
+                det["keypoints"] = resize_keypoints(det["keypoints"], size, original)
             if paste_masks and "masks" in det:
                 det["masks"] = paste_masks_in_image(det["masks"], det["boxes"], original)
         return detections

@@ -11,9 +11,11 @@ a model fine-tuned with torchvision's scripts), so the model is recognised from 
 * the FPN's channels and whether a BatchNorm follows its convolutions (torchvision's v2);
 * the RPN's number of 3x3 convolutions (v1: 1, v2: 2) and anchors per location;
 * the box head (``fc6``/``fc7``: v1's two fully connected layers; ``box_head.<i>.0``: v2's convolutions
-  and one fully connected layer), the mask head's convolutions and the number of classes.
+  and one fully connected layer), the mask head's convolutions and the number of classes;
+* the keypoint head's convolutions and the number of keypoints (``keypoint_predictor.kps_score_lowres``):
+  a Keypoint R-CNN (torchvision's has no mask head) or a Mask R-CNN with keypoints.
 
-Anything else (a Faster R-CNN without mask head, a Keypoint R-CNN, a classifier) is refused with a message
+Anything else (a Faster R-CNN with neither masks nor keypoints, a classifier) is refused with a message
 that says what the file looks like. The config is only a proposal: :func:`~maskrcnn.weights.load_weights`
 then loads the tensors strictly, so a state dict that matches none of these layouts fails naming its
 unexpected keys, never loads partially.
@@ -47,8 +49,11 @@ ARCHITECTURE_FIELDS = (
     "roi_heads.box_head_convs",
     "roi_heads.representation_size",
     "roi_heads.head_norm",
+    "roi_heads.mask_head",
     "roi_heads.mask_head_channels",
     "roi_heads.mask_predictor_channels",
+    "roi_heads.num_keypoints",
+    "roi_heads.keypoint_head_channels",
 )
 _BACKBONE_FIELDS = ("backbone.name", "backbone.width")
 
@@ -74,7 +79,10 @@ def _indices(state: Mapping[str, Tensor], pattern: str) -> list[int]:
 
 
 def _refuse(where: str, what: str) -> ValueError:
-    return ValueError(f"{where}: {what}; only Mask R-CNN checkpoints (box and mask heads) can be used here")
+    return ValueError(
+        f"{where}: {what}; only Mask R-CNN and Keypoint R-CNN checkpoints (a box head with a mask "
+        "and/or keypoint head) can be used here"
+    )
 
 
 def _require(state: Mapping[str, Tensor], where: str, *keys: str) -> None:
@@ -164,6 +172,19 @@ def _mask_head(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> Non
         heads.head_norm = "bn"
 
 
+def _keypoint_head(state: Mapping[str, Tensor], where: str, cfg: ModelConfig) -> None:
+    heads = cfg.roi_heads
+    _require(state, where, "roi_heads.keypoint_predictor.kps_score_lowres.weight")
+    convs = _indices(state, r"^roi_heads\.keypoint_head\.(\d+)\.weight$")
+    if not convs:
+        raise ValueError(f"{where}: a keypoint predictor without keypoint head convolutions")
+    heads.keypoint_head_channels = tuple(
+        int(state[f"roi_heads.keypoint_head.{i}.weight"].shape[0]) for i in convs
+    )
+    # ConvTranspose2d weights are [in, out, 4, 4]: one output map per keypoint.
+    heads.num_keypoints = int(state["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1])
+
+
 def recognise(state: Mapping[str, Tensor], where: str) -> Architecture:
     """The architecture of a detection state dict (torchvision's key names, legacy names upgraded).
 
@@ -172,15 +193,19 @@ def recognise(state: Mapping[str, Tensor], where: str) -> Architecture:
         where: the file, for messages.
 
     Raises:
-        ValueError: not a Mask R-CNN (no mask head, keypoints, unknown body), naming what was found.
+        ValueError: not a Mask R-CNN or Keypoint R-CNN (neither mask nor keypoint head, unknown body),
+            naming what was found.
     """
-    if any(k.startswith("roi_heads.keypoint_") for k in state):
-        raise _refuse(where, "a Keypoint R-CNN (roi_heads.keypoint_* keys)")
-    if "roi_heads.mask_predictor.mask_fcn_logits.weight" not in state:
+    keypoints = any(k.startswith("roi_heads.keypoint_") for k in state)
+    masks = "roi_heads.mask_predictor.mask_fcn_logits.weight" in state
+    if not masks and not keypoints:
         if "roi_heads.box_predictor.cls_score.weight" in state:
-            raise _refuse(where, "a Faster R-CNN: boxes only, no mask head (roi_heads.mask_predictor.*)")
+            raise _refuse(
+                where, "a Faster R-CNN: boxes only, no mask or keypoint head (roi_heads.mask_predictor.*)"
+            )
         raise ValueError(
-            f"{where}: not a Mask R-CNN (no roi_heads.mask_predictor.mask_fcn_logits); first keys: "
+            f"{where}: not a Mask R-CNN (no roi_heads.mask_predictor.mask_fcn_logits or keypoint head); "
+            "first keys: "
             f"{list(state)[:4]}"
         )
     _require(state, where, "roi_heads.box_predictor.cls_score.weight")
@@ -190,15 +215,26 @@ def recognise(state: Mapping[str, Tensor], where: str) -> Architecture:
     _fpn(state, where, cfg)
     _rpn(state, where, cfg)
     _box_head(state, where, cfg)
-    _mask_head(state, where, cfg)
+    cfg.roi_heads.mask_head = masks
+    if masks:
+        _mask_head(state, where, cfg)
+    if keypoints:
+        _keypoint_head(state, where, cfg)
     v2 = cfg.backbone.fpn_norm == "bn" and cfg.rpn.conv_depth == 2 and cfg.roi_heads.box_head == "conv"
     if v2 and cfg.backbone.norm == "frozen_bn":
         cfg.backbone.norm = "bn"  # torchvision's v2 trains the body's BatchNorm (same inference)
     standard = cfg.backbone.width == 64 and cfg.backbone.fpn_channels == 256 and cfg.backbone.in_channels == 3
-    if cfg.backbone.name == "resnet50" and standard:
+    if not masks:
+        if cfg.backbone.name == "resnet50" and standard and not v2:
+            name = "keypointrcnn_resnet50_fpn"
+        else:
+            name = f"Keypoint R-CNN {cfg.backbone.name}-FPN ({'v2' if v2 else 'v1'} heads)"
+    elif cfg.backbone.name == "resnet50" and standard:
         name = "maskrcnn_resnet50_fpn_v2" if v2 else "maskrcnn_resnet50_fpn"
     else:
         name = f"Mask R-CNN {cfg.backbone.name}-FPN ({'v2' if v2 else 'v1'} heads)"
+    if masks and keypoints:
+        name += f" with {cfg.roi_heads.num_keypoints} keypoints"
     return Architecture(cfg, name)
 
 

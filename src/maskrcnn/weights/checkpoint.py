@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from maskrcnn.config import ModelConfig, config_from_dict, config_to_dict
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.io import atomic_write, write_text
 from maskrcnn.weights.architecture import adopt_architecture, recognise, recognise_backbone
 from maskrcnn.weights.cache import resolve_weights
@@ -215,7 +216,10 @@ def _foreign(
     _all_loaded(load_weights(model, state, where=where), state, config, where)
     source = entry.name if entry is not None else path.name
     log.info("%s: %s with %d classes", where, architecture.name, config.num_classes - 1)
-    extra = {"source": source, "architecture": architecture.name}
+    extra: dict[str, Any] = {"source": source, "architecture": architecture.name}
+    if config.roi_heads.num_keypoints:
+        # A foreign file names no keypoints: COCO's person keypoints for 17 (torchvision's), kp0... else.
+        extra["keypoints"] = KeypointSpec.default(config.roi_heads.num_keypoints).to_dict()
     return Checkpoint(model.to(device), config, names, extra)
 
 

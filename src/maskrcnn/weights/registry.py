@@ -7,6 +7,7 @@ URL and SHA-256, and what it holds. :mod:`maskrcnn.weights.cache` finds or downl
 Where the facts come from: the URLs, the file names, the number of parameters, the accuracy and the file
 sizes (MiB) are those of torchvision's weights documentation (docs.pytorch.org/vision, the models page:
 ``MaskRCNN_ResNet50_FPN_Weights.COCO_V1``, ``MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1``,
+``KeypointRCNN_ResNet50_FPN_Weights.COCO_V1``,
 ``ResNet18/34/50/101_Weights.IMAGENET1K_V1``, ``ResNeXt50_32X4D_Weights.IMAGENET1K_V1``,
 ``ResNeXt101_32X8D_Weights.IMAGENET1K_V1``). torchvision publishes only the first 8 hex digits of each
 file's SHA-256 (the suffix of the file name, which its ``check_hash`` compares); the full digests below
@@ -76,8 +77,11 @@ def _torchvision(
     size_mb: float,
     summary: str,
     aliases: tuple[str, ...] = (),
+    classes: tuple[str, ...] | None = None,
 ) -> WeightsEntry:
     detection = kind == "detection"
+    if classes is None:
+        classes = COCO_CLASS_NAMES if detection else ()
     return WeightsEntry(
         name=name,
         file_name=file_name,
@@ -85,10 +89,10 @@ def _torchvision(
         sha256=sha256,
         kind=kind,
         architecture=architecture,
-        num_classes=len(COCO_CLASS_NAMES) + 1 if detection else 1000,
+        num_classes=len(classes) + 1 if detection else 1000,
         size_mb=size_mb,
         summary=summary,
-        classes=COCO_CLASS_NAMES if detection else (),
+        classes=classes,
         aliases=aliases,
     )
 
@@ -115,6 +119,17 @@ REGISTRY: dict[str, WeightsEntry] = {
             size_mb=177.22,
             summary="COCO 2017: box AP 47.4, mask AP 41.8 (46.4M parameters)",
             aliases=("maskrcnn_resnet50_fpn_v2",),
+        ),
+        _torchvision(
+            "coco-keypoints",
+            "keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+            "fc266e953d2b302cdcbb9ae66f71f6b0d4649928bf02dc573961e361e4918926",
+            kind="detection",
+            architecture="keypointrcnn_resnet50_fpn",
+            size_mb=226.05,
+            summary="COCO 2017 person keypoints: box AP 54.6, keypoint AP 65.0 (59.1M parameters; no masks)",
+            aliases=("keypointrcnn_resnet50_fpn", "coco-pose"),
+            classes=("person",),
         ),
         _torchvision(
             "imagenet-r18",

@@ -53,6 +53,9 @@ CLASS_DEPENDENT = (
     "roi_heads.box_predictor.bbox_pred.",
     "roi_heads.mask_predictor.mask_fcn_logits.",
 )
+# The layer with one output per keypoint (a ConvTranspose2d: weight [in, K, 4, 4], bias [K]):
+# re-initialised when the number of keypoints changes.
+KEYPOINT_DEPENDENT = "roi_heads.keypoint_predictor.kps_score_lowres."
 FIRST_CONV = "backbone.body.conv1.weight"
 BODY = "backbone.body."
 
@@ -72,7 +75,8 @@ class LoadReport:
     Attributes:
         kind: ``"detection"`` (a whole model) or ``"backbone"`` (an ImageNet classifier's body).
         loaded: model keys that received a checkpoint tensor.
-        reinitialised: model keys left at their initialisation because the class count differs.
+        reinitialised: model keys left at their initialisation because the class (or keypoint) count
+            differs.
         ignored: checkpoint keys deliberately not used (an ImageNet classifier's ``fc``).
         adapted: descriptions of shape adaptations (input channels).
     """
@@ -175,6 +179,15 @@ def _adapt_first_conv(weight: Tensor, channels: int) -> Tensor:
     return weight.sum(dim=1, keepdim=True).expand(-1, channels, -1, -1) / channels
 
 
+def _keypoints_differ(found: torch.Size, expected: torch.Size) -> bool:
+    """Whether two shapes of the keypoint predictor's layer differ in the number of keypoints only."""
+    if len(found) != len(expected):
+        return False
+    if len(found) == 1:
+        return True
+    return found[0] == expected[0] and found[2:] == expected[2:]
+
+
 def load_weights(
     model: nn.Module,
     source: str | os.PathLike[str] | Mapping[str, Tensor],
@@ -229,6 +242,9 @@ def load_weights(
             if key.startswith(CLASS_DEPENDENT) and value.shape[1:] == expected[1:]:
                 report.reinitialised.append(key)
                 continue
+            if key.startswith(KEYPOINT_DEPENDENT) and _keypoints_differ(value.shape, expected):
+                report.reinitialised.append(key)
+                continue
             problems.append(f"shape of {key}: checkpoint {list(value.shape)}, model {list(expected)}")
             continue
         merged[key] = value
@@ -248,9 +264,10 @@ def load_weights(
     log.info("loaded %d tensors from %s (%s)", len(merged), where, what)
     if report.reinitialised:
         layers = sorted({k.rsplit(".", 1)[0] for k in report.reinitialised})
+        what = "classes" if any(k.startswith(CLASS_DEPENDENT) for k in report.reinitialised) else "keypoints"
         log.info(
-            "the number of classes differs from the checkpoint's: re-initialised %s "
-            "(all other layers loaded)",
+            "the number of %s differs from the checkpoint's: re-initialised %s (all other layers loaded)",
+            what,
             ", ".join(layers),
         )
     for line in report.adapted:
