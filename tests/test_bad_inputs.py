@@ -759,6 +759,48 @@ def _(d, ckpt):
     return ["predict", str(d / "a.png"), "--weights", str(d / "ckpt_dir"), "--out", str(d / "out")]
 
 
+def keypoint_checkpoint(d: Path, keypoints: dict | None = None) -> Path:
+    """A tiny untrained keypoint-only model (no mask head), its keypoints named as ``keypoints`` says."""
+    import dataclasses
+
+    from maskrcnn.modeling import build_model
+    from maskrcnn.weights import save_checkpoint
+    from tests.modeling.helpers import tiny_config
+
+    cfg = tiny_config()
+    heads = dataclasses.replace(cfg.roi_heads, mask_head=False, num_keypoints=3, keypoint_head_channels=(8,))
+    cfg = dataclasses.replace(cfg, roi_heads=heads)
+    extra = {"keypoints": keypoints} if keypoints is not None else {}
+    return save_checkpoint(
+        build_model(cfg), d / "kp.safetensors", config=cfg, class_names=["a", "b", "c"], extra=extra
+    )
+
+
+@case("splash with a keypoint-only model", 1, "color splash", "keypoint-only")
+def _(d, ckpt):
+    save(d / "a.png", rgb())
+    return ["splash", str(d / "a.png"), "--weights", str(keypoint_checkpoint(d)), "--out", str(d / "out")]
+
+
+@case("predict --save-masks with a keypoint-only model", 1, "save_masks", "keypoint-only")
+def _(d, ckpt):
+    save(d / "a.png", rgb())
+    return predict(d, keypoint_checkpoint(d), d / "a.png", "--save-masks")
+
+
+@case("predict --tile with a keypoint-only model", 1, "kp.safetensors", "keypoint-only", "whole images")
+def _(d, ckpt):
+    save(d / "a.png", rgb())
+    return predict(d, keypoint_checkpoint(d), d / "a.png", "--tile", "64")
+
+
+@case("checkpoint naming its keypoints badly", 1, "kp.safetensors", "skeleton edge (0, 9)")
+def _(d, ckpt):
+    save(d / "a.png", rgb())
+    named = {"names": ["a", "b", "c"], "skeleton": [[0, 9]]}
+    return predict(d, keypoint_checkpoint(d, named), d / "a.png")
+
+
 # --- configs and flags -----------------------------------------------------------------------------
 
 

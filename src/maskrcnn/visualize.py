@@ -2,7 +2,8 @@
 the training loss curve.
 
 Everything draws with Pillow on 8-bit RGB images and returns ``PIL.Image.Image`` objects; inputs are the
-project's tensors (image float ``[3, H, W]`` in 0..1, boxes xyxy pixels, masks ``[N, H, W]``).
+project's tensors (image float ``[3, H, W]`` in 0..1, boxes xyxy pixels, masks ``[N, H, W]``, keypoints
+``[N, K, 3]`` in the boxes' continuous pixel coordinates).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 from maskrcnn.structures import CroppedMasks
 
 __all__ = [
+    "KEYPOINT_THRESHOLD",
     "color_splash",
     "draw_anchors",
     "draw_instances",
@@ -27,6 +29,12 @@ __all__ = [
     "random_colors",
     "to_pil",
 ]
+
+
+KEYPOINT_THRESHOLD = 0.0
+"""A detected keypoint is drawn when its score (the heatmap logit at the point, as torchvision's and
+detectron2's keypoint heads give it) is above this: detectron2's pictures draw keypoints above 0.05, the
+same rule at the precision a picture shows. Ground-truth keypoints are drawn where they are labelled."""
 
 
 def to_pil(image: Tensor) -> Image.Image:
@@ -72,8 +80,13 @@ def draw_instances(
     colors: Sequence[tuple[int, int, int]] | None = None,
     alpha: float = 0.5,
     mask_threshold: float = 0.5,
+    keypoints: Tensor | None = None,
+    keypoints_scores: Tensor | None = None,
+    skeleton: Sequence[tuple[int, int]] = (),
+    keypoint_threshold: float = KEYPOINT_THRESHOLD,
 ) -> Image.Image:
-    """Translucent masks with outlines, boxes, and captions ``"class score"`` over an image.
+    """Translucent masks with outlines, boxes, keypoints joined by their skeleton, and captions
+    ``"class score"`` over an image.
 
     Args:
         image: float ``[3, H, W]`` in 0..1, or an RGB PIL image (drawn on a copy: a large scene is
@@ -86,8 +99,14 @@ def draw_instances(
         class_names: names of labels 1..K.
         colors: one RGB colour per instance (default: :func:`random_colors`).
         alpha: mask opacity.
+        keypoints: ``[N, K, 3]`` ``(x, y, v)`` pixels (continuous coordinates: the centre of the
+            top-left pixel is ``(0.5, 0.5)``); a keypoint is drawn (a dot in the instance's colour)
+            where ``v > 0``: ground truth's visibility, or a detection's ``1``.
+        keypoints_scores: ``[N, K]`` detected keypoints' scores: only those above
+            ``keypoint_threshold`` are drawn.
+        skeleton: 0-based keypoint pairs joined by a line where both ends are drawn.
     """
-    n = next((len(t) for t in (boxes, masks, labels) if t is not None), 0)
+    n = next((len(t) for t in (boxes, masks, labels, keypoints) if t is not None), 0)
     colors = list(colors) if colors is not None else random_colors(n)
     # The picture as bytes, blended region by region: each mask's region goes to floats and back, so
     # memory is the picture's bytes and not four times them.
@@ -141,7 +160,42 @@ def draw_instances(
             left, top, right, bottom = draw.textbbox(anchor_xy, text, font=font)
             draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0))
             draw.text(anchor_xy, text, fill=color, font=font)
+    # Keypoints last, as detectron2 draws them: a caption at the top of a box must not hide a head.
+    if keypoints is not None and n:
+        _draw_keypoints(draw, picture.size, keypoints, keypoints_scores, skeleton, keypoint_threshold, colors)
     return picture
+
+
+def _draw_keypoints(
+    draw: ImageDraw.ImageDraw,
+    size: tuple[int, int],
+    keypoints: Tensor,
+    scores: Tensor | None,
+    skeleton: Sequence[tuple[int, int]],
+    threshold: float,
+    colors: Sequence[tuple[int, int, int]],
+) -> None:
+    """The skeleton's lines, then the keypoints' dots over them, in each instance's colour (see
+    :func:`draw_instances`)."""
+    points = keypoints.detach().to("cpu", torch.float64)
+    shown = points[..., 2] > 0  # [N, K]
+    if scores is not None:
+        shown &= scores.detach().cpu() > threshold
+    # Each keypoint is drawn at the pixel that holds it (continuous coordinates: pixel column x covers
+    # x .. x + 1); Pillow takes whole numbers as pixel indices (and would truncate fractions).
+    xy = points[..., :2].floor().to(torch.int64).tolist()
+    shown_list = shown.tolist()
+    # Lines and dots grow with the picture, so that they stay visible on a large photo.
+    width = max(1, round(max(size) / 400))
+    radius = width + 1
+    for k in range(len(points)):
+        color = tuple(colors[k])
+        for a, b in skeleton:
+            if shown_list[k][a] and shown_list[k][b]:
+                draw.line([tuple(xy[k][a]), tuple(xy[k][b])], fill=color, width=width)
+        for (x, y), visible in zip(xy[k], shown_list[k], strict=True):
+            if visible:
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color)
 
 
 def image_grid(

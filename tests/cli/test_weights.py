@@ -68,9 +68,19 @@ def served_model():
 def test_weights_list_shows_every_name_and_what_is_cached(home, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("coco", "coco-v2", "imagenet-r18", "imagenet-r50", "imagenet-r101", "imagenet-x50"):
+    names = (
+        "coco",
+        "coco-v2",
+        "coco-keypoints",
+        "imagenet-r18",
+        "imagenet-r50",
+        "imagenet-r101",
+        "imagenet-x50",
+    )
+    for name in names:
         assert f"\n{name} " in out
-    assert "maskrcnn_resnet50_fpn_v2  91 (COCO)  177 MB  no" in out
+    assert "maskrcnn_resnet50_fpn_v2   91 (COCO)   177 MB  no" in out
+    assert "keypointrcnn_resnet50_fpn  2 (person)  226 MB  no" in out
     assert f"cache: {home / 'weights'}" in out
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "box AP 37.9, mask AP 34.6" in lines["coco"]

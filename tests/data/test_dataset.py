@@ -1,7 +1,10 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Subset
 
 from maskrcnn.data import (
     AnnotatedDataset,
@@ -12,7 +15,15 @@ from maskrcnn.data import (
     MaskFile,
     ProblemLog,
 )
-from maskrcnn.data.dataset import check_annotation, polygon_area, rasterize
+from maskrcnn.data.dataset import (
+    base_dataset,
+    check_annotation,
+    clean_keypoints,
+    polygon_area,
+    rasterize,
+    stored_items,
+)
+from maskrcnn.data.keypoints import KeypointSpec
 
 
 class TwoSquares(InstanceDataset):
@@ -175,3 +186,110 @@ def test_problem_log_and_annotated_dataset(tmp_path):
     assert ds.summary() == (
         "2 images (1 without objects), instances: cat 1, dog 0; skipped 1 instances and 2 images with errors"
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Keypoints
+
+
+class PointedSquares(TwoSquares):
+    """TwoSquares with two keypoints per instance: the corners of each square (the empty third instance
+    has some too; they go with it)."""
+
+    def __init__(self, root, keypoints=None, **kwargs):
+        super().__init__(root, **kwargs)
+        self.keypoint_spec = KeypointSpec(("top_left", "bottom_right"))
+        self.keypoints = keypoints
+
+    def load_keypoints(self, index):
+        if self.keypoints is not None:
+            return self.keypoints
+        rows = [
+            [[x1 + 0.5, y1 + 0.5, 2.0], [x2 - 0.5, y2 - 0.5, 1.0]]
+            for x1, y1, x2, y2 in self.image_info[index]["squares"]
+        ]
+        return torch.tensor([*rows, [[3.0, 3.0, 2.0], [0.0, 0.0, 0.0]]])
+
+
+def test_items_carry_keypoints_with_their_instances(tmp_path):
+    ds = PointedSquares(tmp_path)
+    _, target = ds[1]
+    assert set(target) == {"boxes", "labels", "masks", "iscrowd", "area", "image_id", "keypoints"}
+    assert target["keypoints"].dtype == torch.float32
+    # The empty instance is dropped, and its keypoints with it.
+    assert target["keypoints"].tolist() == [
+        [[1.5, 2.5, 2.0], [3.5, 4.5, 1.0]],
+        [[6.5, 6.5, 2.0], [8.5, 7.5, 1.0]],
+    ]
+    # Without a spec there are none: nothing changes for datasets without keypoints.
+    assert "keypoints" not in TwoSquares(tmp_path)[1][1]
+    # Subsets, wrappers and reading without augmentation see the spec and the keypoints.
+    part = Subset(ds, [1])
+    assert base_dataset(part).keypoint_spec.names == ("top_left", "bottom_right")
+    [(index, _, stored)] = list(stored_items(part))
+    assert index == 0
+    assert torch.equal(stored["keypoints"], target["keypoints"])
+
+
+def test_keypoints_from_annotations(tmp_path):
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    box = [[0, 0, 5, 0, 5, 4, 0, 4]]
+    record = ImageRecord(
+        1,
+        tmp_path / "a.png",
+        8,
+        10,
+        annotations=[
+            Annotation(1, box, keypoints=[1.5, 1.5, 2, 4.0, 3.0, 1]),
+            Annotation(1, box),  # none labelled
+            Annotation(
+                1, box, keypoints=[11.0, 1.0, 2, 10.0, 8.0, 2]
+            ),  # beyond the right border; on the corner
+        ],
+    )
+    ds = AnnotatedDataset([record], ["thing"], keypoint_spec=KeypointSpec(("a", "b")))
+    _, target = ds[0]
+    assert target["keypoints"].tolist() == [
+        [[1.5, 1.5, 2.0], [4.0, 3.0, 1.0]],
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+        [[0.0, 0.0, 0.0], [10.0, 8.0, 2.0]],  # outside the image: not labelled; its border is in it
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keypoints", "message"),
+    [
+        (torch.zeros(2, 3, 3), r"0.png: load_keypoints returned keypoints \[2, 3, 3\]; expected \[2, 2, 3\]"),
+        (torch.zeros(2, 2), r"0.png: load_keypoints returned keypoints \[2, 2\]; expected \[2, 2, 3\]"),
+        (
+            torch.tensor([[[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]], [[0.0, 0.0, 0.0], [1.0, float("nan"), 2.0]]]),
+            r"0.png: instance 1 keypoint 1 \(bottom_right\) is \[1.0, nan, 2.0\]: not finite",
+        ),
+        (
+            torch.tensor([[[1.0, 1.0, 3.0], [1.0, 1.0, 2.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]),
+            r"0.png: instance 0 keypoint 0 \(top_left\) has visibility 3; expected 0 \(not labelled\)",
+        ),
+    ],
+)
+def test_bad_keypoints_are_named(tmp_path, keypoints, message):
+    with pytest.raises(DataError, match=message):
+        PointedSquares(tmp_path, keypoints=keypoints)[0]
+
+
+def test_keypoints_outside_the_image_are_cleared_and_said(tmp_path, caplog):
+    outside = torch.tensor([[[12.5, 1.0, 2.0], [2.0, 2.0, 2.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    with caplog.at_level(logging.WARNING, logger="maskrcnn.data.dataset"):
+        _, target = PointedSquares(tmp_path, keypoints=outside)[0]
+    assert target["keypoints"].tolist() == [[[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]]]
+    assert "0.png: 1 labelled keypoint(s) outside the 12x10 image set to not labelled" in caplog.text
+
+
+def test_clean_keypoints():
+    keypoints = torch.tensor(
+        [[[0.0, 0.0, 2.0], [6.0, 4.0, 1.0], [6.1, 1.0, 2.0], [1.0, -0.1, 2.0], [3.0, 2.0, 0.0]]]
+    )
+    assert clean_keypoints(keypoints, 4, 6).tolist() == [
+        [[0.0, 0.0, 2.0], [6.0, 4.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    ]
+    labelled = keypoints[:, :2]
+    assert clean_keypoints(labelled, 4, 6) is labelled  # nothing to clear: no copy

@@ -243,3 +243,22 @@ def test_corrupt_image_is_skipped_in_workers(tmp_path: Path):
     assert "cannot decode" in message
     with pytest.raises(ImageError, match=r"img2\.jpg"):
         next(iter(make_data_loader(Files(paths), batch_size=4, shuffle=False, skip_bad_items=False)))
+
+
+def test_keypoints_pass_through_batching_and_crowd_removal():
+    from maskrcnn.data.shapes import KEYPOINT_SPEC, ShapesDataset
+
+    flip = HorizontalFlip(p=0.5, keypoint_flip=KEYPOINT_SPEC.flip_permutation())
+    data = ShapesDataset(
+        count=4, seed=3, image_size=64, min_size=8, buffer=10, keypoints=True, transforms=flip
+    )
+    torch.manual_seed(0)
+    batch = next(iter(make_data_loader(data, batch_size=4, shuffle=False, aspect_ratio_grouping=False)))
+    assert len(batch.targets) == 4
+    for target in batch.targets:
+        assert target["keypoints"].shape == (len(target["labels"]), 4, 3)
+    target = batch.targets[0]
+    crowd = torch.zeros_like(target["iscrowd"])
+    crowd[0] = 1
+    kept = drop_crowd({**target, "iscrowd": crowd})
+    assert torch.equal(kept["keypoints"], target["keypoints"][1:])

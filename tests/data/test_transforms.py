@@ -307,7 +307,8 @@ def test_copy_paste_survives_a_bad_source_and_recursion():
 
 
 def test_reprs_and_argument_checks():
-    assert repr(HorizontalFlip(p=0.3)) == "HorizontalFlip(p=0.3)"
+    assert repr(HorizontalFlip(p=0.3)) == "HorizontalFlip(p=0.3, keypoint_flip=None)"
+    assert repr(VerticalFlip(keypoint_flip=(1, 0))) == "VerticalFlip(p=0.5, keypoint_flip=[1, 0])"
     assert "LargeScaleJitter(output_size=(4, 4)" in repr(Compose([LargeScaleJitter(4)]))
     with pytest.raises(ValueError, match="p must be"):
         VerticalFlip(p=1.5)

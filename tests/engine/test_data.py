@@ -56,3 +56,41 @@ def test_resuming_skips_the_batches_already_trained_on():
     keys = list(sampler)
     assert [[i for _, i in batch] for batch in keys] == sampler.batches(1)[2:]
     assert all(epoch == 1 for batch in keys for epoch, _ in batch)
+
+
+def test_flips_rename_keypoints_by_the_datasets_mirror_pairs():
+    from torch.utils.data import Subset
+
+    from maskrcnn.config import AugmentConfig
+    from maskrcnn.data.shapes import ShapesDataset
+    from maskrcnn.data.transforms import HorizontalFlip, VerticalFlip
+    from maskrcnn.engine.data import blank_batch, build_augmentation
+
+    cfg = AugmentConfig(hflip=0.5, vflip=0.5)
+    for data in (ShapesDataset(count=2, keypoints=True), Subset(ShapesDataset(count=2, keypoints=True), [1])):
+        steps = build_augmentation(cfg, data).transforms
+        flips = [t for t in steps if isinstance(t, (HorizontalFlip, VerticalFlip))]
+        assert [t.keypoint_flip for t in flips] == [[0, 2, 1, 3], [0, 2, 1, 3]]
+    assert all(t.keypoint_flip is None for t in build_augmentation(cfg, ShapesDataset(count=2)).transforms)
+    [_], [target] = blank_batch(torch.device("cpu"), num_keypoints=4)
+    assert target["keypoints"].shape == (0, 4, 3)
+    assert "keypoints" not in blank_batch(torch.device("cpu"))[1][0]
+
+
+def test_validation_data_needs_the_training_datas_keypoints():
+    from maskrcnn.config import DataConfig
+    from maskrcnn.engine.data import load_training_data
+    from maskrcnn.engine.errors import TrainingError
+
+    same = DataConfig(
+        format="shapes",
+        train_options={"count": 2, "keypoints": True},
+        val_options={"count": 1, "seed": 1, "keypoints": True},
+    )
+    train, val = load_training_data(same)
+    assert train.keypoint_spec == val.keypoint_spec
+    other = DataConfig(
+        format="shapes", train_options={"count": 2, "keypoints": True}, val_options={"count": 1}
+    )
+    with pytest.raises(TrainingError, match=r"validation data's keypoints none differ from the training"):
+        load_training_data(other)

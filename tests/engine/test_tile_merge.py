@@ -120,3 +120,30 @@ def test_an_object_repeated_through_other_tiles_is_left_out():
     assert _without_repeats(crops, origins, labels, scores, [-1, 4, -1, -1]) == [0, 2, 3]
     # Two detections of one tile alone are as the model gave them.
     assert _without_repeats(crops, origins, labels, scores, [4, 4, -1, -1]) == [0, 1, 2, 3]
+
+
+def test_each_keypoint_of_a_joined_object_comes_from_the_tile_it_lies_deepest_in():
+    windows = two_tiles()  # columns 0..63 and 48..111
+    dense = torch.zeros((64, 112), dtype=torch.bool)
+    dense[20:40, 30:90] = True  # across the border of both tiles
+    views = [view(0, 1, 0.9, dense, windows[0]), view(1, 1, 0.8, dense, windows[1])]
+    # Keypoint 0 as tile 0 places it (column 35) lies far inside tile 0, as tile 1 places it (column 49)
+    # one pixel inside tile 1's border; keypoint 1 the other way round (columns 63 and 80). Keypoint 2,
+    # in both tiles' shared columns, is 11 px from tile 0's border where tile 0 puts it (column 52), 9 px
+    # from tile 1's where tile 1 does (column 57): tile 0's.
+    views[0].keypoints = np.array([[35.5, 30.5, 4.0], [63.0, 30.0, 0.1], [52.5, 25.5, 2.0]], np.float32)
+    views[1].keypoints = np.array([[49.0, 30.0, 0.2], [80.5, 30.5, 5.0], [57.5, 26.0, 3.0]], np.float32)
+    merged = merge_tile_detections(views, windows, num_keypoints=3)
+    assert merged["keypoints"].tolist() == [[[35.5, 30.5, 1.0], [80.5, 30.5, 1.0], [52.5, 25.5, 1.0]]]
+    assert merged["keypoints_scores"].tolist() == [pytest.approx([4.0, 5.0, 2.0])]
+    # A weak view (under half the best score) decides no keypoint, as it decides no pixel.
+    views[1].score = 0.4
+    weak = merge_tile_detections(views, windows, num_keypoints=3)
+    assert weak["keypoints"][0, :, :2].tolist() == [[35.5, 30.5], [63.0, 30.0], [52.5, 25.5]]
+    # An object seen by one tile keeps its view's keypoints; no keypoints without num_keypoints.
+    single = merge_tile_detections(views[:1], windows, num_keypoints=3)
+    assert single["keypoints"][0, :, :2].tolist() == [[35.5, 30.5], [63.0, 30.0], [52.5, 25.5]]
+    assert "keypoints" not in merge_tile_detections(views[:1], windows)
+    empty = merge_tile_detections([], windows, num_keypoints=3)
+    assert empty["keypoints"].shape == (0, 3, 3)
+    assert empty["keypoints_scores"].shape == (0, 3)

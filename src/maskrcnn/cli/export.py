@@ -80,6 +80,13 @@ def run_export(args: argparse.Namespace) -> int:
     except Exception as e:
         raise checkpoint_error(args.weights, e) from None
     model = checkpoint.model
+    if not model.roi_heads.has_masks:
+        raise CommandError(
+            f"{args.weights}: a model without masks (keypoints only) cannot be exported: the exported "
+            "graph computes boxes and masks; use `maskrcnn predict` for keypoints"
+        )
+    if model.roi_heads.num_keypoints:
+        inform("note: the exported model computes boxes and masks; its keypoint head is left out")
     if args.score_threshold is not None:
         model.roi_heads.score_thresh = args.score_threshold
     inform(f"exporting {args.weights} as {fmt} (tracing the model takes a minute)...")

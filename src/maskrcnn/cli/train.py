@@ -86,16 +86,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", required=True, help="the run directory")
     train.set_defaults(func=run_train)
+    _add_demo_parser(sub)
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
         help="the demo: train a small model on synthetic shapes and evaluate it (CPU, minutes)",
         description="Generate the shapes data, train a small Mask R-CNN from scratch, evaluate it on "
         "held-out shapes and write the model, metrics.json, the loss curve and prediction pictures to --out.",
     )
-    demo.add_argument("--out", default="runs/demo", help="the output folder (default runs/demo)")
+    demo.add_argument(
+        "--out",
+        default=None,
+        help="the output folder (default runs/demo; runs/demo-keypoints with --keypoints)",
+    )
+    demo.add_argument(
+        "--keypoints",
+        action="store_true",
+        help="the keypoint demo: the shapes' extreme points as keypoints (the keypoints preset)",
+    )
     demo.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
-    add_set_argument(demo, "override the shapes preset")
+    add_set_argument(demo, "override the shapes (or keypoints) preset")
     demo.set_defaults(func=run_demo)
 
 
@@ -196,5 +208,6 @@ def run_demo(args: argparse.Namespace) -> int:
             "the demo runs in one process; to train the shapes preset with torchrun use "
             "`torchrun --nproc-per-node N -m maskrcnn train --preset shapes --out DIR`"
         )
-    print(demo(Path(args.out), split_assignments(args.set, "--set"), resume=args.resume))
+    out = Path(args.out or ("runs/demo-keypoints" if args.keypoints else "runs/demo"))
+    print(demo(out, split_assignments(args.set, "--set"), resume=args.resume, keypoints=args.keypoints))
     return 0

@@ -50,7 +50,10 @@ def run_weights_list(args: argparse.Namespace) -> int:
 
     rows = [("NAME", "ARCHITECTURE", "CLASSES", "SIZE", "CACHED", "WHAT")]
     for entry in REGISTRY.values():
-        classes = f"{entry.num_classes} (COCO)" if entry.kind == "detection" else "backbone"
+        classes = "backbone"
+        if entry.kind == "detection":
+            named = "COCO" if len(entry.classes) > 3 else ", ".join(entry.classes)
+            classes = f"{entry.num_classes} ({named})"
         found = cached_file(entry)
         rows.append(
             (

@@ -3,7 +3,10 @@
 An item is ``(image, target)``: ``image`` float ``[3, H, W]`` RGB in 0..1 and ``target`` a dict with
 ``boxes`` float ``[N, 4]`` (xyxy pixels, derived from the masks), ``labels`` int64 ``[N]`` (1..K; 0 is the
 background), ``masks`` uint8 ``[N, H, W]``, ``iscrowd`` int64 ``[N]``, ``area`` float ``[N]`` (mask
-pixels) and ``image_id`` int64 ``[]``. ``N`` may be 0: images without objects train as negatives.
+pixels) and ``image_id`` int64 ``[]``. ``N`` may be 0: images without objects train as negatives. A dataset
+with keypoints (its ``keypoint_spec`` set) adds ``keypoints`` float32 ``[N, K, 3]`` ``(x, y, v)`` (see
+:mod:`maskrcnn.data.keypoints`); the labelled ones (``v > 0``) always lie in the image, the others are
+``(0, 0, 0)``.
 
 Two ways in:
 
@@ -54,6 +57,7 @@ __all__ = [
     "base_dataset",
     "build_target",
     "check_annotation",
+    "clean_keypoints",
     "polygon_area",
     "problem_lines",
     "rasterize",
@@ -360,15 +364,43 @@ def read_mask_file(path: Path) -> np.ndarray:
         raise ImageError(f"{path}: cannot read mask ({e})") from None
 
 
-def build_target(masks: Tensor, labels: Tensor, image_id: int, iscrowd: Tensor | None = None) -> Target:
+def _labelled_in_image(keypoints: Tensor, height: int, width: int) -> Tensor:
+    """``bool [N, K]``: labelled (``v > 0``) and inside the image, border included."""
+    x, y, v = keypoints.unbind(-1)
+    return (v > 0) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+
+
+def clean_keypoints(keypoints: Tensor, height: int, width: int) -> Tensor:
+    """``float32 [N, K, 3]`` keypoints with those not labelled (``v = 0``) or outside the
+    ``height x width`` image (``0 <= x <= width``, ``0 <= y <= height``: the border belongs to the image,
+    so that a mirror maps the labelled set onto itself) set to ``(0, 0, 0)``: the contract's form, which
+    every target and every transform keeps."""
+    labelled = _labelled_in_image(keypoints, height, width)
+    if bool(labelled.all()) and keypoints.dtype == torch.float32:
+        return keypoints
+    return torch.where(labelled[..., None], keypoints, 0.0).to(torch.float32)
+
+
+def build_target(
+    masks: Tensor,
+    labels: Tensor,
+    image_id: int,
+    iscrowd: Tensor | None = None,
+    keypoints: Tensor | None = None,
+) -> Target:
     """A target in the contract's form from ``uint8 [N, H, W]`` masks and ``int64 [N]`` labels.
 
     Boxes come from the masks (pixel-edge coordinates: a mask on columns 3..7 has ``x1 = 3, x2 = 8``), so
     they always agree with them, whatever the annotation file said.
+
+    Args:
+        iscrowd: ``[N]`` crowd flags (default: none is).
+        keypoints: ``[N, K, 3]`` ``(x, y, v)``, or ``None`` (the target then has no ``keypoints``);
+            passed through :func:`clean_keypoints`.
     """
     masks = masks.to(torch.uint8)
     n = masks.shape[0]
-    return {
+    target = {
         "boxes": masks_to_boxes(masks),
         "labels": labels.to(torch.int64).reshape(n),
         "masks": masks,
@@ -376,6 +408,10 @@ def build_target(masks: Tensor, labels: Tensor, image_id: int, iscrowd: Tensor |
         "area": masks.flatten(1).sum(1).to(torch.float32) if n else torch.zeros(0),
         "image_id": torch.tensor(image_id, dtype=torch.int64),
     }
+    if keypoints is not None:
+        height, width = masks.shape[-2:]
+        target["keypoints"] = clean_keypoints(keypoints.to(torch.float32), int(height), int(width))
+    return target
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -529,6 +565,9 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
             )
         if labels.numel() and (labels.min() < 1 or labels.max() > len(self.class_names)):
             raise DataError(f"{ref}: labels {labels.tolist()} outside 1..{len(self.class_names)}")
+        keypoints = (
+            self._checked_keypoints(index, ref, len(labels), h, w) if self.keypoint_spec is not None else None
+        )
         masks = (masks != 0).to(torch.uint8)
         empty = masks.flatten(1).sum(1) == 0
         if bool(empty.any()):
@@ -537,10 +576,47 @@ class InstanceDataset(Dataset[tuple[Tensor, Target]]):
             keep = ~empty
             masks, labels = masks[keep], labels[keep]
             iscrowd = iscrowd[keep] if iscrowd is not None else None
-        target = build_target(masks, labels, int(self.image_info[index]["image_id"]), iscrowd)
+            keypoints = keypoints[keep] if keypoints is not None else None
+        target = build_target(masks, labels, int(self.image_info[index]["image_id"]), iscrowd, keypoints)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+    def _checked_keypoints(self, index: int, ref: str, n: int, height: int, width: int) -> Tensor:
+        """:meth:`load_keypoints` checked: ``[n, K, 3]``, finite, visibilities 0..2 (float32)."""
+        assert self.keypoint_spec is not None
+        k = self.keypoint_spec.num_keypoints
+        keypoints = torch.as_tensor(self.load_keypoints(index))
+        if keypoints.shape != (n, k, 3):
+            raise DataError(
+                f"{ref}: load_keypoints returned keypoints {list(keypoints.shape)}; expected [{n}, {k}, 3] "
+                f"({n} instances from load_masks, {k} keypoints in keypoint_spec, (x, y, v) each)"
+            )
+        keypoints = keypoints.to(torch.float32)
+        if not bool(torch.isfinite(keypoints).all()):
+            bad = (~torch.isfinite(keypoints)).nonzero()[0].tolist()
+            raise DataError(
+                f"{ref}: instance {bad[0]} keypoint {bad[1]} ({self.keypoint_spec.names[bad[1]]}) is "
+                f"{keypoints[bad[0], bad[1]].tolist()}: not finite"
+            )
+        v = keypoints[..., 2]
+        if not bool(((v == 0) | (v == 1) | (v == 2)).all()):
+            i, j = ((v != 0) & (v != 1) & (v != 2)).nonzero()[0].tolist()
+            raise DataError(
+                f"{ref}: instance {i} keypoint {j} ({self.keypoint_spec.names[j]}) has visibility "
+                f"{float(v[i, j]):g}; expected 0 (not labelled), 1 (hidden) or 2 (visible)"
+            )
+        outside = (v > 0) & ~_labelled_in_image(keypoints, height, width)
+        if bool(outside.any()):
+            # Not trainable where no pixel is (and a flip would treat them unlike the rest): not labelled.
+            log.warning(
+                "%s: %d labelled keypoint(s) outside the %dx%d image set to not labelled",
+                ref,
+                int(outside.sum()),
+                width,
+                height,
+            )
+        return keypoints
 
 
 def _inner(dataset: Any) -> Any | None:

@@ -10,6 +10,18 @@ is reproducible anywhere and costs no disk; :func:`write_shapes_coco` writes one
 
 Beyond the classic scene (all off by default): pixel noise, a textured background, other sizes and
 counts. Labels: 1 square, 2 circle, 3 triangle.
+
+Keypoints (``ShapesDataset(keypoints=True)``, :data:`KEYPOINT_SPEC`): four per shape, whatever its class,
+its extreme points: ``top``, ``left``, ``right``, ``bottom``, each the middle of the shape's extreme edge
+where an edge is extreme. For a square and a circle they are the middles of the four sides of its box;
+for a triangle, the apex, the two base corners and the middle of the base. Each lies at the centre of a
+pixel of the drawn shape (the drawing's own vertices: Pillow draws at pixel centres and truncates a
+triangle's corners to whole pixels), so a keypoint is exactly where the picture shows it. Visibility:
+2 where the shape is on top, 1 where a later shape covers the point (hidden, still labelled), 0 (not
+labelled, ``(0, 0, 0)``) where the point is outside the image. The names are the picture's own (top is
+up), which horizontal flips keep true by swapping left and right (the spec's mirror pairs); vertical flips
+and quarter turns would make "top" mean another point of a same-looking shape: leave them off with these
+keypoints.
 """
 
 from __future__ import annotations
@@ -26,21 +38,31 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from maskrcnn.data.dataset import InstanceDataset, Transform
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.structures import CroppedMasks
 
 __all__ = [
     "CLASS_NAMES",
+    "KEYPOINT_SPEC",
     "Scene",
     "Shape",
     "ShapesDataset",
     "draw_large_scene",
     "draw_scene",
     "random_scene",
+    "scene_keypoints",
     "write_shapes_coco",
 ]
 
 CLASS_NAMES = ("square", "circle", "triangle")
 _SIN60 = math.sin(math.radians(60))
+
+KEYPOINT_SPEC = KeypointSpec(
+    names=("top", "left", "right", "bottom"),
+    # The outline through the extremes: a diamond in squares and circles, the triangle itself.
+    skeleton=((0, 1), (1, 3), (3, 2), (2, 0)),
+)
+"""The shapes' keypoints (see the module docstring); mirror pairs from the names: left <-> right."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,12 @@ class Shape:
         """``(x1, y1, x2, y2)`` of the square around the shape, used to reject heavy overlaps."""
         return self.x - self.s, self.y - self.s, self.x + self.s, self.y + self.s
 
+    def _base(self) -> tuple[int, int]:
+        """The columns of a triangle's base corners, ``x -+ s / sin 60`` as Pillow draws them: truncated
+        towards zero to whole pixels."""
+        half = self.s / _SIN60
+        return int(self.x - half), int(self.x + half)
+
     def draw(self, draw: ImageDraw.ImageDraw, fill: int | tuple[int, int, int]) -> None:
         x, y, s = self.x, self.y, self.s
         if self.kind == "square":
@@ -64,8 +92,18 @@ class Shape:
         elif self.kind == "circle":
             draw.ellipse([x - s, y - s, x + s, y + s], fill=fill)
         else:
-            half = s / _SIN60
-            draw.polygon([(x, y - s), (x - half, y + s), (x + half, y + s)], fill=fill)
+            left, right = self._base()
+            draw.polygon([(x, y - s), (left, y + s), (right, y + s)], fill=fill)
+
+    def keypoint_pixels(self) -> tuple[tuple[int, int], ...]:
+        """The pixel ``(column, row)`` of each of :data:`KEYPOINT_SPEC`'s keypoints (top, left, right,
+        bottom): their coordinates are the pixels' centres, ``column + 0.5, row + 0.5``. May lie outside
+        an image the shape reaches past."""
+        x, y, s = self.x, self.y, self.s
+        if self.kind == "triangle":
+            left, right = self._base()
+            return (x, y - s), (left, y + s), (right, y + s), (x, y + s)
+        return (x, y - s), (x - s, y), (x + s, y), (x, y + s)
 
 
 @dataclass(frozen=True)
@@ -125,6 +163,62 @@ def random_scene(
     return Scene(background, tuple(candidates[i] for i in sorted(kept)))  # type: ignore[arg-type]
 
 
+def _visible_parts(scene: Scene, height: int, width: int) -> list[tuple[Shape, np.ndarray, np.ndarray]]:
+    """The shapes with a visible pixel, bottom first, each with its visible pixels and the pixels the
+    shapes drawn after it cover (both bool ``[H, W]``): later shapes occlude earlier ones."""
+    layers = []
+    for shape in scene.shapes:
+        layer = Image.new("L", (width, height), 0)
+        shape.draw(ImageDraw.Draw(layer), 1)
+        layers.append(np.asarray(layer, dtype=np.uint8) > 0)
+    parts = []
+    covered = np.zeros((height, width), dtype=bool)
+    for shape, layer in zip(reversed(scene.shapes), reversed(layers), strict=True):
+        seen = layer & ~covered
+        if seen.any():
+            parts.append((shape, seen, covered))
+        covered = covered | layer  # a new array: the one kept above stays what covered this shape
+    parts.reverse()
+    return parts
+
+
+def _part_keypoints(parts: list[tuple[Shape, np.ndarray, np.ndarray]], height: int, width: int) -> Tensor:
+    """``float32 [N, 4, 3]`` keypoints of :func:`_visible_parts`' shapes (see the module docstring)."""
+    out = np.zeros((len(parts), KEYPOINT_SPEC.num_keypoints, 3), dtype=np.float32)
+    for i, (shape, _, covered) in enumerate(parts):
+        for k, (col, row) in enumerate(shape.keypoint_pixels()):
+            if 0 <= col < width and 0 <= row < height:  # else not labelled: (0, 0, 0)
+                out[i, k] = (col + 0.5, row + 0.5, 1.0 if covered[row, col] else 2.0)
+    return torch.from_numpy(out)
+
+
+def _draw(
+    scene: Scene, height: int, width: int, noise: float, texture: float, rng: np.random.Generator | None
+) -> tuple[Tensor, list[tuple[Shape, np.ndarray, np.ndarray]]]:
+    """The image of :func:`draw_scene` and the scene's :func:`_visible_parts`."""
+    canvas = Image.new("RGB", (width, height), scene.background)
+    painter = ImageDraw.Draw(canvas)
+    for shape in scene.shapes:
+        shape.draw(painter, shape.color)
+    parts = _visible_parts(scene, height, width)
+    image = torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    if texture > 0 or noise > 0:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        if texture > 0:
+            coarse = torch.from_numpy(rng.standard_normal((1, 3, 5, 5))).float()
+            pattern = torch.nn.functional.interpolate(
+                coarse, size=(height, width), mode="bicubic", align_corners=False
+            )[0]
+            visible = np.zeros((height, width), dtype=bool)
+            for _, seen, _ in parts:
+                visible |= seen
+            image = image + texture * pattern * torch.from_numpy(~visible)
+        if noise > 0:
+            image = image + noise * torch.from_numpy(rng.standard_normal((3, height, width))).float()
+        image = image.clamp_(0.0, 1.0)
+    return image, parts
+
+
 def draw_scene(
     scene: Scene,
     *,
@@ -145,46 +239,26 @@ def draw_scene(
         ``image`` float ``[3, H, W]`` in 0..1, ``masks`` uint8 ``[N, H, W]`` of the visible parts (a shape
         drawn later hides what it covers; shapes hidden entirely are dropped) and ``labels`` int64 ``[N]``.
     """
-    canvas = Image.new("RGB", (width, height), scene.background)
-    painter = ImageDraw.Draw(canvas)
-    masks = []
-    for shape in scene.shapes:
-        shape.draw(painter, shape.color)
-        layer = Image.new("L", (width, height), 0)
-        shape.draw(ImageDraw.Draw(layer), 1)
-        masks.append(np.asarray(layer, dtype=np.uint8))
-    image = torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
-    if texture > 0 or noise > 0:
-        rng = rng if rng is not None else np.random.default_rng(0)
-        if texture > 0:
-            coarse = torch.from_numpy(rng.standard_normal((1, 3, 5, 5))).float()
-            pattern = torch.nn.functional.interpolate(
-                coarse, size=(height, width), mode="bicubic", align_corners=False
-            )[0]
-            visible = torch.from_numpy(
-                np.stack(masks).max(axis=0) if masks else np.zeros((height, width), np.uint8)
-            )
-            image = image + texture * pattern * (visible == 0)
-        if noise > 0:
-            image = image + noise * torch.from_numpy(rng.standard_normal((3, height, width))).float()
-        image = image.clamp_(0.0, 1.0)
-    # Later shapes occlude earlier ones: each mask keeps only what no later shape covers.
-    visible_masks, labels = [], []
-    covered = np.zeros((height, width), dtype=bool)
-    for shape, mask in zip(reversed(scene.shapes), reversed(masks), strict=True):
-        seen = (mask > 0) & ~covered
-        covered |= mask > 0
-        if seen.any():
-            visible_masks.append(seen)
-            labels.append(CLASS_NAMES.index(shape.kind) + 1)
-    visible_masks.reverse()
-    labels.reverse()
-    stacked = (
-        torch.from_numpy(np.stack(visible_masks).astype(np.uint8))
-        if visible_masks
+    image, parts = _draw(scene, height, width, noise, texture, rng)
+    return (image, *_masks_and_labels(parts, height, width))
+
+
+def _masks_and_labels(
+    parts: list[tuple[Shape, np.ndarray, np.ndarray]], height: int, width: int
+) -> tuple[Tensor, Tensor]:
+    masks = (
+        torch.from_numpy(np.stack([seen for _, seen, _ in parts]).astype(np.uint8))
+        if parts
         else torch.zeros((0, height, width), dtype=torch.uint8)
     )
-    return image, stacked, torch.tensor(labels, dtype=torch.int64)
+    labels = torch.tensor([CLASS_NAMES.index(shape.kind) + 1 for shape, _, _ in parts], dtype=torch.int64)
+    return masks, labels
+
+
+def scene_keypoints(scene: Scene, *, height: int = 128, width: int = 128) -> Tensor:
+    """The keypoints of the instances :func:`draw_scene` gives (same order), ``float32 [N, 4, 3]``
+    ``(x, y, v)``: :data:`KEYPOINT_SPEC`'s, as the module docstring says."""
+    return _part_keypoints(_visible_parts(scene, height, width), height, width)
 
 
 def draw_large_scene(scene: Scene, *, height: int, width: int) -> tuple[Image.Image, CroppedMasks, Tensor]:
@@ -252,6 +326,8 @@ class ShapesDataset(InstanceDataset):
         overlap: shapes overlapping an earlier one beyond this box IoU are not drawn.
         noise: Gaussian pixel noise (0..1 scale).
         texture: amplitude of a smooth background pattern (0..1 scale).
+        keypoints: give each shape :data:`KEYPOINT_SPEC`'s four keypoints (targets then have
+            ``keypoints`` ``[N, 4, 3]``; see the module docstring). The pictures are the same either way.
         transforms: augmentation.
     """
 
@@ -270,6 +346,7 @@ class ShapesDataset(InstanceDataset):
         overlap: float = 0.3,
         noise: float = 0.0,
         texture: float = 0.0,
+        keypoints: bool = False,
         transforms: Transform | None = None,
     ) -> None:
         super().__init__(transforms=transforms)
@@ -298,7 +375,8 @@ class ShapesDataset(InstanceDataset):
         }
         self.noise = noise
         self.texture = texture
-        self._last: tuple[int, tuple[Tensor, Tensor, Tensor]] | None = None
+        self.keypoint_spec = KEYPOINT_SPEC if keypoints else None
+        self._last: tuple[int, tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
         for index in range(count):
             self.add_image(None, image_id=index, height=image_size, width=image_size)
 
@@ -309,24 +387,36 @@ class ShapesDataset(InstanceDataset):
         """The parameters of image ``index`` (cheap: nothing is drawn)."""
         return random_scene(self._rng(index), height=self.height, width=self.width, **self.scene_options)
 
-    def _render(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        # load_image and load_masks of one item both need the drawing: keep the last one.
+    def _render(self, index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        # load_image, load_masks and load_keypoints of one item all need the drawing: keep the last one.
         if self._last is not None and self._last[0] == index:
             return self._last[1]
         rng = self._rng(index)
         scene = random_scene(rng, height=self.height, width=self.width, **self.scene_options)
-        drawn = draw_scene(
-            scene, height=self.height, width=self.width, noise=self.noise, texture=self.texture, rng=rng
-        )
+        image, parts = _draw(scene, self.height, self.width, self.noise, self.texture, rng)
+        drawn = (image, *_masks_and_labels(parts, self.height, self.width), self._keypoints(parts))
         self._last = (index, drawn)
         return drawn
+
+    def _keypoints(self, parts: list[tuple[Shape, np.ndarray, np.ndarray]]) -> Tensor:
+        if self.keypoint_spec is None:
+            return torch.zeros((len(parts), 0, 3))
+        return _part_keypoints(parts, self.height, self.width)
 
     def load_image(self, index: int) -> Tensor:
         return self._render(index)[0]
 
     def load_masks(self, index: int) -> tuple[Tensor, Tensor]:
-        _, masks, labels = self._render(index)
+        _, masks, labels, _ = self._render(index)
         return masks, labels
+
+    def load_keypoints(self, index: int) -> Tensor:
+        """``float32 [N, 4, 3]``: see the module docstring (only with ``keypoints=True``)."""
+        if self.keypoint_spec is None:
+            raise ValueError(
+                f"{self.image_reference(index)}: no keypoints (make the dataset with keypoints=True)"
+            )
+        return self._render(index)[3]
 
     def image_reference(self, index: int) -> str:
         return f"shapes image {index} (seed {self.seed})"
@@ -339,11 +429,16 @@ class ShapesDataset(InstanceDataset):
 def write_shapes_coco(out_dir: str | os.PathLike[str], *, count: int, seed: int = 0, **options: Any) -> Path:
     """Write a shapes dataset to disk as a COCO dataset: ``out_dir/images/*.png`` + ``annotations.json``.
 
+    With ``keypoints=True`` the JSON is a COCO person-keypoints file as well: each category names
+    :data:`KEYPOINT_SPEC`'s ``keypoints`` and its ``skeleton`` (1-based), each annotation has
+    ``keypoints`` (flat ``[x1, y1, v1, ...]``) and ``num_keypoints``; the COCO reader gives back the same
+    targets.
+
     Args:
         out_dir: the folder to write into (created).
         count: number of images.
         seed: the dataset's seed.
-        **options: other :class:`ShapesDataset` options.
+        **options: other :class:`ShapesDataset` options (``keypoints=True``, ``image_size``...).
 
     Returns:
         the path of the JSON (read it back with ``load_dataset("coco", path)``).

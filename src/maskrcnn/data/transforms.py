@@ -6,12 +6,20 @@ Every transform is a callable ``(image, target) -> (image, target)``: ``image`` 
 
 * masks are the truth: after every geometric change, :func:`refresh` recomputes ``boxes`` and ``area``
   from the transformed masks and drops the instances whose masks vanished, so boxes and masks never
-  disagree, and ``labels`` and ``iscrowd`` travel with their instances;
+  disagree, and ``labels``, ``iscrowd`` and ``keypoints`` travel with their instances;
+* keypoints (``[N, K, 3]`` ``(x, y, v)`` in continuous pixel coordinates, when the target has them) move
+  with the pixels: a keypoint at the centre of a mask pixel stays inside that pixel wherever the pixel
+  goes (resizing scales ``x`` by ``new_width / width``, cropping and padding shift, a horizontal flip
+  maps ``x`` to ``W - x``, a quarter turn ``(x, y)`` to ``(y, W - x)``); a mirror (either flip) also
+  renames them by the dataset's flip permutation, since it turns a left into a right; after every
+  geometric change, those outside the image (border included in it) become ``(0, 0, 0)``, not labelled,
+  as do those of visibility 0 (:func:`~maskrcnn.data.dataset.clean_keypoints`); visible keypoints that
+  :class:`CopyPaste` covers become hidden (``v = 1``);
 * randomness comes from torch's global generator, so ``torch.manual_seed`` (and the per-worker seeding of
   ``maskrcnn.data.loader``) makes a run reproducible;
 * inputs are never modified in place: each call returns new tensors and a new dict;
-* only the contract's per-instance keys (``boxes``, ``labels``, ``masks``, ``iscrowd``, ``area``) are
-  transformed; other keys (``image_id``...) pass through unchanged.
+* only the contract's per-instance keys (:data:`INSTANCE_KEYS`) are transformed; other keys
+  (``image_id``...) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrcnn.data.dataset import DataError, Target, Transform
+from maskrcnn.data.dataset import DataError, Target, Transform, clean_keypoints
 from maskrcnn.data.image_io import ImageError
 from maskrcnn.ops import masks_to_boxes
 
@@ -53,8 +61,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INSTANCE_KEYS = ("boxes", "labels", "masks", "iscrowd", "area")
-"""The target keys holding one entry per instance (first dimension ``N``)."""
+INSTANCE_KEYS = ("boxes", "labels", "masks", "iscrowd", "area", "keypoints")
+"""The target keys holding one entry per instance (first dimension ``N``; ``keypoints`` only in the
+targets of datasets with keypoints)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,14 +98,18 @@ def _pixel_counts(masks: Tensor, boxes: Tensor) -> Tensor:
 
 def refresh(target: Target) -> Target:
     """Recompute ``boxes`` (``float32 [N, 4]``) and ``area`` (``float32 [N]``) from ``masks``
-    (``uint8 [N, H, W]``) and drop the instances whose masks are empty.
+    (``uint8 [N, H, W]``), drop the instances whose masks are empty and make ``keypoints`` (if any)
+    outside the ``H x W`` image not labelled.
 
-    Every geometric transform ends with this, so boxes and areas always describe the masks.
+    Every geometric transform ends with this, so boxes and areas always describe the masks and labelled
+    keypoints always lie in the image.
     """
     masks = target["masks"]
     boxes = masks_to_boxes(masks)
     area = _pixel_counts(masks, boxes)  # an empty mask has an empty box and counts 0
     out = dict(target)
+    if "keypoints" in out:
+        out["keypoints"] = clean_keypoints(out["keypoints"], masks.shape[-2], masks.shape[-1])
     if not bool((area > 0).all()):
         keep = area > 0
         out = select_instances(out, keep)
@@ -104,6 +117,49 @@ def refresh(target: Target) -> Target:
     out["boxes"] = boxes
     out["area"] = area
     return out
+
+
+def _move_keypoints(
+    target: Target, *, scale: tuple[float, float] = (1.0, 1.0), shift: tuple[float, float] = (0.0, 0.0)
+) -> Target:
+    """The target with ``keypoints`` (if any) mapped ``x -> x * scale[0] + shift[0]``, ``y -> y * scale[1]
+    + shift[1]`` (visibilities kept; :func:`refresh` then clears what left the image)."""
+    keypoints = target.get("keypoints")
+    if keypoints is None:
+        return target
+    factor = keypoints.new_tensor([scale[0], scale[1], 1.0])
+    offset = keypoints.new_tensor([shift[0], shift[1], 0.0])
+    return {**target, "keypoints": keypoints * factor + offset}
+
+
+def _mirror_keypoints(
+    target: Target, axis: int, extent: int, permutation: Sequence[int] | None, name: str
+) -> Target:
+    """The target with ``keypoints`` (if any) mirrored: coordinate ``axis`` (0: x, 1: y) becomes
+    ``extent - value``, then keypoint ``k`` takes the place of keypoint ``permutation[k]``."""
+    keypoints = target.get("keypoints")
+    if keypoints is None:
+        return target
+    k = keypoints.shape[1]
+    if permutation is None:
+        raise ValueError(
+            f"{name}: the target has {k} keypoints but no keypoint_flip was given: pass the dataset's "
+            "keypoint_spec.flip_permutation() (a mirror turns left keypoints into right ones)"
+        )
+    if len(permutation) != k:
+        raise ValueError(f"{name}: keypoint_flip has {len(permutation)} entries for {k} keypoints")
+    mirrored = keypoints.clone()
+    mirrored[..., axis] = extent - keypoints[..., axis]
+    return {**target, "keypoints": mirrored[:, list(permutation)]}
+
+
+def _check_flip(permutation: Sequence[int] | None) -> list[int] | None:
+    if permutation is None:
+        return None
+    values = [int(i) for i in permutation]
+    if sorted(values) != list(range(len(values))):
+        raise ValueError(f"keypoint_flip {values} must be a permutation of 0..{len(values) - 1}")
+    return values
 
 
 # The pair operations below transform an image and its masks without refreshing the target, so that a
@@ -158,8 +214,10 @@ def resize(image: Tensor, target: Target, size: tuple[int, int]) -> tuple[Tensor
     """
     if tuple(image.shape[-2:]) == tuple(size):
         return image, target
+    h, w = image.shape[-2:]
     image, masks = _resize_pair(image, target["masks"], (int(size[0]), int(size[1])))
-    return image, refresh({**target, "masks": masks})
+    moved = _move_keypoints(target, scale=(int(size[1]) / w, int(size[0]) / h))
+    return image, refresh({**moved, "masks": masks})
 
 
 def crop(
@@ -168,7 +226,7 @@ def crop(
     """Cut the window ``[top, top + height) x [left, left + width)`` (inside the image) out of the image
     (``[3, H, W]``) and the masks; instances left without pixels are dropped."""
     image, masks = _crop_pair(image, target["masks"], top, left, height, width)
-    return image, refresh({**target, "masks": masks})
+    return image, refresh({**_move_keypoints(target, shift=(-left, -top)), "masks": masks})
 
 
 def pad(
@@ -179,7 +237,7 @@ def pad(
     if tuple(image.shape[-2:]) == (height, width):
         return image, target
     image, masks = _pad_pair(image, target["masks"], height, width, top, left)
-    return image, refresh({**target, "masks": masks})
+    return image, refresh({**_move_keypoints(target, shift=(left, top)), "masks": masks})
 
 
 def _uniform(low: float, high: float) -> float:
@@ -238,35 +296,61 @@ class Compose(_Repr):
 
 class HorizontalFlip(_Repr):
     """Mirror left-right with probability ``p``: box ``(x1, y1, x2, y2)`` becomes ``(W - x2, y1, W - x1,
-    y2)``."""
+    y2)``, a keypoint's ``x`` becomes ``W - x``, and keypoint ``k`` becomes keypoint ``keypoint_flip[k]``
+    (the left eye of the mirror image is the right eye of the original).
 
-    def __init__(self, *, p: float = 0.5) -> None:
+    Args:
+        p: probability of a flip.
+        keypoint_flip: for targets with keypoints, the dataset's
+            :meth:`~maskrcnn.data.keypoints.KeypointSpec.flip_permutation` (required then: a flip that
+            silently kept the names would teach left for right).
+    """
+
+    def __init__(self, *, p: float = 0.5, keypoint_flip: Sequence[int] | None = None) -> None:
         self.p = _check_probability(p)
+        self.keypoint_flip = _check_flip(keypoint_flip)
 
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         if not _coin(self.p):
             return image, target
-        return image.flip(-1), refresh({**target, "masks": target["masks"].flip(-1)})
+        width = image.shape[-1]
+        mirrored = _mirror_keypoints(target, 0, width, self.keypoint_flip, type(self).__name__)
+        return image.flip(-1), refresh({**mirrored, "masks": target["masks"].flip(-1)})
 
 
 class VerticalFlip(_Repr):
     """Mirror top-bottom with probability ``p`` (for data without a natural up, e.g. aerial or
-    microscope images)."""
+    microscope images): a keypoint's ``y`` becomes ``H - y`` and keypoint ``k`` becomes keypoint
+    ``keypoint_flip[k]``.
 
-    def __init__(self, *, p: float = 0.5) -> None:
+    A vertical mirror is a horizontal one turned half a circle, so it turns left into right just the
+    same: names relative to the object (a car's left wheel seen from above) swap as in
+    :class:`HorizontalFlip`. Names relative to the picture ("top") are not the object's own and no
+    permutation keeps them true under vertical flips (or quarter turns): leave those off for such data.
+
+    Args:
+        p: probability of a flip.
+        keypoint_flip: as for :class:`HorizontalFlip` (required for targets with keypoints).
+    """
+
+    def __init__(self, *, p: float = 0.5, keypoint_flip: Sequence[int] | None = None) -> None:
         self.p = _check_probability(p)
+        self.keypoint_flip = _check_flip(keypoint_flip)
 
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         if not _coin(self.p):
             return image, target
-        return image.flip(-2), refresh({**target, "masks": target["masks"].flip(-2)})
+        height = image.shape[-2]
+        mirrored = _mirror_keypoints(target, 1, height, self.keypoint_flip, type(self).__name__)
+        return image.flip(-2), refresh({**mirrored, "masks": target["masks"].flip(-2)})
 
 
 class RandomRotate90(_Repr):
     """With probability ``p``, rotate counter-clockwise by ``k * 90`` degrees, ``k`` uniform in 1..3.
 
     An ``H x W`` image becomes ``W x H`` for odd ``k``; one counter-clockwise quarter turn maps box
-    ``(x1, y1, x2, y2)`` to ``(y1, W - x2, y2, W - x1)``.
+    ``(x1, y1, x2, y2)`` to ``(y1, W - x2, y2, W - x1)`` and keypoint ``(x, y)`` to ``(y, W - x)``. A
+    rotation is no mirror: keypoints keep their names.
     """
 
     def __init__(self, *, p: float = 0.5) -> None:
@@ -278,7 +362,16 @@ class RandomRotate90(_Repr):
         k = _randint(1, 3)
         # rot90 on (rows, columns) turns the first axis towards the second: counter-clockwise on screen.
         masks = torch.rot90(target["masks"], k, dims=(-2, -1))
-        return torch.rot90(image, k, dims=(-2, -1)), refresh({**target, "masks": masks})
+        out = {**target, "masks": masks}
+        if "keypoints" in target:
+            keypoints = target["keypoints"]
+            height, width = image.shape[-2:]
+            for _ in range(k):
+                x, y, v = keypoints.unbind(-1)
+                keypoints = torch.stack((y, width - x, v), dim=-1)
+                height, width = width, height
+            out["keypoints"] = keypoints
+        return torch.rot90(image, k, dims=(-2, -1)), refresh(out)
 
 
 class ScaleJitter(_Repr):
@@ -335,12 +428,15 @@ class LargeScaleJitter(_Repr):
         new_h, new_w = max(1, round(h * factor)), max(1, round(w * factor))
         masks = target["masks"]
         image, masks = _resize_pair(image, masks, (new_h, new_w))
+        top = left = 0
         if new_h > out_h or new_w > out_w:
             top = _randint(0, max(0, new_h - out_h))
             left = _randint(0, max(0, new_w - out_w))
             image, masks = _crop_pair(image, masks, top, left, min(new_h, out_h), min(new_w, out_w))
+        # Padding adds to the bottom and right: nothing moves.
         image, masks = _pad_pair(image, masks, out_h, out_w, 0, 0)
-        return image, refresh({**target, "masks": masks})
+        moved = _move_keypoints(target, scale=(new_w / w, new_h / h), shift=(-left, -top))
+        return image, refresh({**moved, "masks": masks})
 
 
 class RandomCrop(_Repr):
@@ -503,8 +599,11 @@ class CopyPaste(_Repr):
     :class:`LargeScaleJitter` on both). Between 1 and ``max_objects`` of its non-crowd instances
     (uniformly many, chosen at random; crowd regions are coarse "ignore" areas and are not pasted) are
     copied with their labels. This image's masks lose the pasted pixels; instances left with less than
-    ``min_visible`` of their pixels are dropped (fully hidden ones always are). A source item that fails
-    to load (:class:`DataError` / :class:`ImageError`) is logged and nothing is pasted.
+    ``min_visible`` of their pixels are dropped (fully hidden ones always are). Pasted objects bring their
+    keypoints (scaled and placed with them; the source must have the same keypoints, as another item of
+    the same dataset has), and this image's visible keypoints under them become hidden (``v = 1``). A
+    source item that fails to load (:class:`DataError` / :class:`ImageError`) is logged and nothing is
+    pasted.
 
     Args:
         source: returns a random ``(image, target)``, e.g. :class:`RandomItem` of a dataset; CopyPaste
@@ -555,6 +654,14 @@ class CopyPaste(_Repr):
         chosen = candidates[torch.randperm(candidates.numel())[: _randint(1, most)]]
         src_target = select_instances(src_target, chosen)
 
+        if ("keypoints" in target) != ("keypoints" in src_target) or (
+            "keypoints" in target and target["keypoints"].shape[1] != src_target["keypoints"].shape[1]
+        ):
+            # Objects of another kind of data cannot be pasted: their keypoints would mean nothing here.
+            raise ValueError(
+                f"copy-paste: the source item has {_keypoint_count(src_target)} and this item "
+                f"{_keypoint_count(target)}; paste from the same dataset"
+            )
         height, width = image.shape[-2:]
         h, w = src_image.shape[-2:]
         pasted = src_target["masks"]
@@ -564,6 +671,7 @@ class CopyPaste(_Repr):
             src_image, pasted = _resize_pair(src_image, pasted, size)
             top, left = _randint(0, height - size[0]), _randint(0, width - size[1])
             src_image, pasted = _pad_pair(src_image, pasted, height, width, top, left)
+            src_target = _move_keypoints(src_target, scale=(size[1] / w, size[0] / h), shift=(left, top))
         pasted = pasted.to(target["masks"])
         alpha = pasted.amax(0) > 0  # bool [H, W]: the pixels taken by pasted objects (any() keeps uint8)
         if not bool(alpha.any()):  # every chosen instance vanished when scaled down
@@ -574,10 +682,34 @@ class CopyPaste(_Repr):
         after = _pixel_counts(masks, target["boxes"])  # occlusion only shrinks masks inside their boxes
         # The destination's areas are those of its masks (the contract), so no second count is needed.
         visible = (after > 0) & (after >= self.min_visible * target["area"].to(after.device))
-        kept = select_instances({**target, "masks": masks}, visible)
+        covered = {**target, "masks": masks}
+        if "keypoints" in target:
+            covered["keypoints"] = _hide_keypoints(target["keypoints"], alpha)
+        kept = select_instances(covered, visible)
         merged = {key: value for key, value in kept.items() if key not in ("boxes", "area")}
         merged["masks"] = torch.cat((kept["masks"], pasted))
-        for key in ("labels", "iscrowd"):
-            merged[key] = torch.cat((kept[key], src_target[key].to(kept[key])))
+        for key in ("labels", "iscrowd", "keypoints"):
+            if key in kept:
+                merged[key] = torch.cat((kept[key], src_target[key].to(kept[key])))
         # Boxes and areas of both come from refresh, which also drops pasted objects lost to scaling.
         return image, refresh(merged)
+
+
+def _keypoint_count(target: Target) -> str:
+    keypoints = target.get("keypoints")
+    return f"{keypoints.shape[1]} keypoints" if keypoints is not None else "no keypoints"
+
+
+def _hide_keypoints(keypoints: Tensor, cover: Tensor) -> Tensor:
+    """``[N, K, 3]`` keypoints with the visible ones (``v = 2``) whose pixel is in ``cover`` (bool
+    ``[H, W]``) made hidden (``v = 1``): still labelled, now behind something."""
+    height, width = cover.shape
+    # A keypoint on the right or bottom border belongs to the last pixel.
+    cols = keypoints[..., 0].floor().long().clamp(0, width - 1)
+    rows = keypoints[..., 1].floor().long().clamp(0, height - 1)
+    hidden = (keypoints[..., 2] == 2) & cover[rows, cols]
+    if not bool(hidden.any()):
+        return keypoints
+    out = keypoints.clone()
+    out[..., 2] = torch.where(hidden, 1.0, keypoints[..., 2])
+    return out

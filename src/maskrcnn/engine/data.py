@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from maskrcnn.config import AugmentConfig, DataConfig
 from maskrcnn.data import InstanceDataset, build_target, load_dataset
 from maskrcnn.data import transforms as T
+from maskrcnn.data.dataset import base_dataset
 from maskrcnn.data.loader import (
     Batch,
     GroupedBatchSampler,
@@ -55,7 +56,12 @@ __all__ = [
 
 def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compose | None:
     """The training transforms an :class:`~maskrcnn.config.AugmentConfig` asks for, in a sensible order
-    (geometry, then the pasting of other images' objects, then colour); ``None`` when all are off."""
+    (geometry, then the pasting of other images' objects, then colour); ``None`` when all are off.
+
+    Flips rename the keypoints of a dataset with keypoints by its spec's mirror pairs
+    (:meth:`~maskrcnn.data.keypoints.KeypointSpec.flip_permutation`)."""
+    spec = base_dataset(dataset).keypoint_spec
+    flip = spec.flip_permutation() if spec is not None else None
     steps: list[Any] = []
     if cfg.large_scale_jitter is not None:
         steps.append(T.LargeScaleJitter(cfg.large_scale_jitter))
@@ -66,9 +72,9 @@ def build_augmentation(cfg: AugmentConfig, dataset: InstanceDataset) -> T.Compos
     elif cfg.crop_size is not None:
         steps.append(T.RandomCrop(size=cfg.crop_size))
     if cfg.hflip > 0:
-        steps.append(T.HorizontalFlip(p=cfg.hflip))
+        steps.append(T.HorizontalFlip(p=cfg.hflip, keypoint_flip=flip))
     if cfg.vflip > 0:
-        steps.append(T.VerticalFlip(p=cfg.vflip))
+        steps.append(T.VerticalFlip(p=cfg.vflip, keypoint_flip=flip))
     if cfg.rot90 > 0:
         steps.append(T.RandomRotate90(p=cfg.rot90))
     if cfg.copy_paste > 0:
@@ -111,7 +117,7 @@ def load_training_data(
     the ``main`` process only; ``split_file=None``: not saved).
 
     Raises:
-        TrainingError: the two have different classes; the data is too small to split.
+        TrainingError: the two have different classes or keypoints; the data is too small to split.
     """
     train_data = load_split(cfg, "train")
     assert train_data is not None
@@ -133,8 +139,20 @@ def load_training_data(
             f"data's {list(train_data.class_names)}; give both readers the same class names "
             "(e.g. --set data.val_options.class_names=[...])"
         )
+    if val_data is not None and _keypoint_names(val_data) != _keypoint_names(train_data):
+        # Keypoint AP compares keypoint k of a detection with keypoint k of the truth: same list or nothing.
+        raise TrainingError(
+            f"the validation data's keypoints {_keypoint_names(val_data) or 'none'} differ from the "
+            f"training data's {_keypoint_names(train_data) or 'none'}; both need the same keypoints, in "
+            "the same order"
+        )
     train_data.transforms = build_augmentation(cfg.augment, train_data)
     return train_data, val_data
+
+
+def _keypoint_names(dataset: InstanceDataset) -> list[str]:
+    spec = base_dataset(dataset).keypoint_spec
+    return list(spec.names) if spec is not None else []
 
 
 class SeededItems(Dataset[Any]):
@@ -264,13 +282,21 @@ def _too_few(dataset: InstanceDataset, what: str) -> str:
     return f"its {len(dataset)} images{more} make no {what}"
 
 
-def blank_batch(device: torch.device) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+def blank_batch(
+    device: torch.device, *, num_keypoints: int = 0
+) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     """One black 64x64 image without objects, on ``device``: what a process whose batch could not be
     read at all trains on (with its loss times zero) so that it still takes part in the gradient
-    exchange of a distributed run."""
+    exchange of a distributed run.
+
+    Args:
+        num_keypoints: the model's keypoints (``model.roi_heads.num_keypoints``): its target then has
+            ``keypoints`` ``[0, K, 3]`` as a keypoint model's targets must.
+    """
     image = torch.zeros(3, 64, 64, device=device)
     empty = torch.zeros(0, 64, 64, dtype=torch.uint8)
-    target = build_target(empty, torch.zeros(0, dtype=torch.int64), -1)
+    keypoints = torch.zeros(0, num_keypoints, 3) if num_keypoints else None
+    target = build_target(empty, torch.zeros(0, dtype=torch.int64), -1, keypoints=keypoints)
     return [image], targets_to_device([target], device)
 
 

@@ -3,7 +3,9 @@
 It trains the ``shapes`` preset (a narrow ResNet-18-FPN, from scratch) on synthetic squares, circles and
 triangles, validates on held-out shapes (another seed), and leaves in the output folder the model
 (``last.safetensors``), the evaluation (``metrics.json`` and its report), the loss curve and pictures of
-the model's predictions on shapes it has never seen (``predictions.png``).
+the model's predictions on shapes it has never seen (``predictions.png``). ``maskrcnn demo --keypoints``
+does the same with the ``keypoints`` preset: the shapes' extreme points (top, left, right, bottom) as
+keypoints, a keypoint head beside the mask head, and the keypoint AP (OKS) beside the box and mask AP.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ _DEMO_SUFFIXES = (".safetensors", ".json", ".jsonl", ".pt", ".png", ".txt", ".ya
 def prediction_pictures(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, count: int = 12, seed: int = 2
 ) -> Path:
-    """A grid of the checkpoint's detections (score >= 0.5) on ``count`` new shapes images."""
+    """A grid of the checkpoint's detections (score >= 0.5) on ``count`` new shapes images (with their
+    keypoints and skeleton for a keypoint model)."""
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model.eval()
+    spec = ckpt.extra.get("keypoints")
     data = ShapesDataset(count=count, seed=seed)
     pictures, titles = [], []
     with torch.inference_mode():
@@ -45,14 +49,19 @@ def prediction_pictures(
             image, target = data[index]
             det = model([image])[0]
             keep = det["scores"] >= 0.5
+            optional: dict[str, Any] = {
+                key: det[key][keep] for key in ("masks", "keypoints", "keypoints_scores") if key in det
+            }
+            if spec is not None:
+                optional["skeleton"] = [tuple(edge) for edge in spec["skeleton"]]
             pictures.append(
                 draw_instances(
                     image,
                     boxes=det["boxes"][keep],
-                    masks=det["masks"][keep],
                     labels=det["labels"][keep],
                     scores=det["scores"][keep],
                     class_names=ckpt.class_names,
+                    **optional,
                 )
             )
             titles.append(f"{int(keep.sum())} found / {len(target['labels'])} drawn")
@@ -78,8 +87,10 @@ def run_demo(
     *,
     resume: bool = False,
     announce: Any = None,
+    keypoints: bool = False,
 ) -> str:
-    """Train and evaluate the shapes preset into ``out_dir``; returns a summary to print.
+    """Train and evaluate the shapes preset (the ``keypoints`` preset with ``keypoints``) into
+    ``out_dir``; returns a summary to print.
 
     A demo folder from an earlier run is continued when that run was interrupted (``resume`` forces
     it), and replaced when it was finished: the demo's data is generated, nothing is lost.
@@ -99,12 +110,17 @@ def run_demo(
             announce(message)
         else:
             inform(message)
-    cfg = load_config(run.config) if resume else override(preset("shapes"), overrides or {})
+    name = "keypoints" if keypoints else "shapes"
+    cfg = load_config(run.config) if resume else override(preset(name), overrides or {})
     result = train(cfg, out, resume=resume, announce=announce)
     pictures = prediction_pictures(run.checkpoint("last"), run.predictions)
     minutes = (time.perf_counter() - start) / 60
     scores = (
-        metrics_summary(result.metrics, keys=("AP", "AP50", "AP75"), sections=("segm", "bbox"))
+        metrics_summary(
+            result.metrics,
+            keys=("AP", "AP50", "AP75"),
+            sections=[s for s in ("segm", "keypoints", "bbox") if s in result.metrics],
+        )
         if result.metrics
         else "no validation"
     )

@@ -20,13 +20,15 @@ def ground_truth_grid(
     dataset: InstanceDataset, *, count: int, columns: int, shuffle: bool = False, seed: int = 0
 ) -> tuple[Image.Image, list[int]]:
     """A grid of ``count`` items (the first ones, or random ones with ``shuffle``) with their masks,
-    boxes and class names, as stored (no augmentation); returns the picture and the indices shown."""
+    boxes, class names and labelled keypoints joined by the skeleton (a dataset with a
+    ``keypoint_spec``), as stored (no augmentation); returns the picture and the indices shown."""
     count = min(count, len(dataset))
     if shuffle:
         generator = torch.Generator().manual_seed(seed)
         indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
     else:
         indices = list(range(count))
+    spec = dataset.keypoint_spec
     transforms, dataset.transforms = dataset.transforms, None
     try:
         pictures, titles = [], []
@@ -39,6 +41,8 @@ def ground_truth_grid(
                     masks=target["masks"],
                     labels=target["labels"],
                     class_names=dataset.class_names,
+                    keypoints=target.get("keypoints"),  # drawn where labelled (visibility > 0)
+                    skeleton=spec.skeleton if spec is not None else (),
                 )
             )
             titles.append(f"{dataset.image_reference(index)} ({len(target['labels'])})")

@@ -4,12 +4,16 @@
 :class:`~maskrcnn.engine.sources.MediaFile` s (images in batches, then each video frame by frame) and
 writes into the output folder (names: :mod:`maskrcnn.engine.sources`):
 
-* ``predict``: per image a PNG with translucent masks, outlines, boxes and ``"class score"`` captions;
+* ``predict``: per image a PNG with translucent masks, outlines, boxes, keypoints joined by their
+  skeleton (a model with keypoints) and ``"class score"`` captions;
   per video an MP4 with the same drawing on every frame, where each class keeps one colour (per-instance
   colours would flicker as the detection order changes between frames); ``results.json``, the detections
   as a COCO results list (see :func:`detections_to_coco`); with ``save_masks``, one 0/255 PNG of the
   image's size per detection.
 * ``splash``: the picture in grey with the original colours kept inside the detected masks.
+
+A model without masks (keypoint-only) draws its boxes and keypoints; the splash and ``save_masks`` need
+masks and refuse it (:data:`NEEDS_MASKS`) before anything is read.
 
 Every file is written whole or not at all (:mod:`maskrcnn.io`); videos are streamed frame by frame. An
 unreadable image or video is skipped with a message on stderr, and counted.
@@ -45,9 +49,21 @@ from maskrcnn.io import atomic_write, write_json
 from maskrcnn.progress import bar as progress_bar
 from maskrcnn.visualize import color_splash, draw_instances, random_colors, to_pil
 
-__all__ = ["RESULTS_FILE", "PredictionWriter", "detections_to_coco", "write_predictions"]
+__all__ = ["NEEDS_MASKS", "RESULTS_FILE", "PredictionWriter", "detections_to_coco", "write_predictions"]
 
 RESULTS_FILE = "results.json"
+
+NEEDS_MASKS = {
+    "splash": "the color splash keeps the colours inside the masks, and this model gives none (a "
+    "keypoint-only model): predict draws its boxes and keypoints",
+    "save_masks": "save_masks writes each detection's mask, and this model gives none (a keypoint-only "
+    "model)",
+}
+"""What needs a model with masks: the message when a keypoint-only model is asked for it."""
+
+
+def _no_masks(what: str) -> ValueError:
+    return ValueError(NEEDS_MASKS[what])
 
 
 def detections_to_coco(detections: Detections, *, image_id: int, **fields: Any) -> list[dict[str, Any]]:
@@ -55,8 +71,10 @@ def detections_to_coco(detections: Detections, *, image_id: int, **fields: Any) 
 
     Each holds ``fields`` first (e.g. ``file_name``, ``frame``), then ``image_id``, ``category_id`` (the
     model's label, 1..K), ``bbox`` ``[x, y, w, h]`` (pixels, rounded to 2 decimals), ``score`` (5
-    decimals), ``segmentation`` (compressed RLE of the masks, ``counts`` a string) and
-    ``category`` (the class name).
+    decimals), ``segmentation`` (compressed RLE of the masks, ``counts`` a string; not from a model
+    without masks), ``keypoints`` (from a model with keypoints: COCO's flat ``[x1, y1, s1, ...]``,
+    ``x, y`` pixels rounded to 2 decimals, ``s`` the keypoint's score to 5) and ``category`` (the class
+    name).
     """
     # category_id is the model's label itself: the identity map over the labels present.
     labels = range(1, int(detections.labels.max()) + 1) if len(detections) else range(0)
@@ -67,12 +85,17 @@ def detections_to_coco(detections: Detections, *, image_id: int, **fields: Any) 
         detections.scores,
         detections.mask_crops,
         labels,
+        keypoints=detections.keypoints,
+        keypoints_scores=detections.keypoints_scores,
         **fields,
     )
     for result, name in zip(results, detections.class_names, strict=True):
         # Rounded for a readable file: 0.01 px and 1e-5 are far below what the model resolves.
         result["bbox"] = [round(v, 2) for v in result["bbox"]]
         result["score"] = round(result["score"], 5)
+        if "keypoints" in result:
+            values = result["keypoints"]
+            result["keypoints"] = [round(v, 5 if i % 3 == 2 else 2) for i, v in enumerate(values)]
         result["category"] = name
     return results
 
@@ -121,7 +144,7 @@ class PredictionWriter:
     def render(self, image: Tensor | Image.Image, detections: Detections, *, video: bool) -> Image.Image:
         """The picture written for ``image`` (float ``[3, H, W]``, or a PIL image from a tiled run): the
         drawn detections, or the color splash, downscaled to ``overlay_size``."""
-        boxes, masks = detections.boxes, detections.mask_crops
+        boxes, masks, keypoints = detections.boxes, detections.mask_crops, detections.keypoints
         height, width = detections.image_size
         if self.overlay_size is not None and max(height, width) > self.overlay_size:
             scale = self.overlay_size / max(height, width)
@@ -130,16 +153,21 @@ class PredictionWriter:
             # Box filtering: each output pixel averages the input pixels it covers.
             image = picture.resize((size[1], size[0]), Image.Resampling.BOX)
             boxes = boxes * torch.tensor([size[1] / width, size[0] / height] * 2)
-            masks = masks.resized(size)
+            masks = masks.resized(size) if masks is not None else None
+            if keypoints is not None:
+                keypoints = keypoints * torch.tensor([size[1] / width, size[0] / height, 1.0])
         elif isinstance(image, Image.Image):
             image = pil_to_rgb(image)
         if self.mode == "splash":
+            if masks is None:
+                raise _no_masks("splash")
             splash = color_splash(image, masks)
             return splash if isinstance(splash, Image.Image) else to_pil(splash)
         colors = None
         if video:  # one colour per class, steady from frame to frame
             palette = random_colors(max(len(self.predictor.class_names), 1))
             colors = [palette[(int(label) - 1) % len(palette)] for label in detections.labels]
+        spec = self.predictor.keypoint_spec
         return draw_instances(
             image,
             boxes=boxes,
@@ -148,6 +176,9 @@ class PredictionWriter:
             scores=detections.scores,
             class_names=self.predictor.class_names,
             colors=colors,
+            keypoints=keypoints,
+            keypoints_scores=detections.keypoints_scores,
+            skeleton=spec.skeleton if spec is not None else (),
         )
 
     def record(self, file: MediaFile, detections: Detections, frame: int | None = None) -> None:
@@ -161,8 +192,11 @@ class PredictionWriter:
         image_id = self.images_done + self.frames_done + 1
         self.results.extend(detections_to_coco(detections, image_id=image_id, **fields))
         if self.save_masks:
+            crops = detections.mask_crops
+            if crops is None:
+                raise _no_masks("save_masks")
             for k, name in enumerate(detections.class_names):
-                picture = Image.fromarray(detections.mask_crops.mask(k).numpy().astype(np.uint8) * 255)
+                picture = Image.fromarray(crops.mask(k).numpy().astype(np.uint8) * 255)
                 atomic_write(mask_path(self.out, file, k, name, frame), partial(_save_png, picture))
                 self.masks_written += 1
 
@@ -278,7 +312,12 @@ def write_predictions(
 
     Returns:
         the writer, with its counts (``processed``, ``skipped``...) and :meth:`PredictionWriter.summary`.
+
+    Raises:
+        ValueError: ``splash`` or ``save_masks`` with a model without masks (before anything is read).
     """
+    if not predictor.has_masks and (mode == "splash" or save_masks):
+        raise _no_masks("splash" if mode == "splash" else "save_masks")
     writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks, overlay_size=overlay_size)
     writer.out.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if f.kind == "image"]

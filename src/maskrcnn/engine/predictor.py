@@ -7,6 +7,9 @@ see :func:`to_image_tensor`), runs the model under ``torch.inference_mode()`` on
     predictor = Predictor.from_checkpoint("last.safetensors", score_threshold=0.7)
     found = predictor("photo.jpg")
     found.boxes, found.masks, found.class_names
+
+A model with keypoints also gives ``found.keypoints`` and ``found.keypoints_scores`` (named by
+``predictor.keypoint_spec``); a keypoint-only model (no mask head) gives ``found.masks`` ``None``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,18 @@ from torch import Tensor, nn
 
 from maskrcnn.config import tiling_problem
 from maskrcnn.data.image_io import pil_to_tensor, read_image, read_pil_image
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.engine.device import resolve_device
 from maskrcnn.engine.evaluation.coco import MASK_THRESHOLD
-from maskrcnn.engine.inference import binary_masks, run_model, select, with_binary_masks
+from maskrcnn.engine.inference import (
+    NO_MASKS_FOR_TILES,
+    binary_masks,
+    gives_masks,
+    keypoint_count,
+    run_model,
+    select,
+    with_binary_masks,
+)
 from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.engine.tile_merge import DECIDING_SCORE
 from maskrcnn.engine.tiling import (
@@ -106,30 +118,37 @@ class Detections:
         scores: float ``[D]``.
         mask_crops: the binary masks (mask probabilities above the threshold, 0.5 by default; see
             :func:`maskrcnn.ops.binarize_masks`), each kept as the crop of its extent: what the COCO
-            results, the drawing and the splash are made from (:class:`~maskrcnn.structures.CroppedMasks`).
+            results, the drawing and the splash are made from (:class:`~maskrcnn.structures.CroppedMasks`);
+            ``None`` from a model without masks (keypoint-only).
         class_names: ``D`` names, one per detection.
         image_size: ``(H, W)``.
         mask_probs: float ``[D, H, W]`` probabilities, kept when the predictor was asked to
             (``keep_probabilities``); otherwise ``None``.
+        keypoints: float ``[D, K, 3]`` ``(x, y, 1)``: each detection's keypoints in pixels of the image
+            given (continuous coordinates, as the boxes'), from a model with keypoints; else ``None``.
+        keypoints_scores: float ``[D, K]``: each keypoint's score, the heatmap logit at the chosen point
+            (pictures draw the keypoints above :data:`maskrcnn.visualize.KEYPOINT_THRESHOLD`), or ``None``.
     """
 
     boxes: Tensor
     labels: Tensor
     scores: Tensor
-    mask_crops: CroppedMasks = field(repr=False)
+    mask_crops: CroppedMasks | None = field(repr=False)
     class_names: list[str]
     image_size: tuple[int, int]
     mask_probs: Tensor | None = field(default=None, repr=False)
+    keypoints: Tensor | None = field(default=None, repr=False)
+    keypoints_scores: Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @cached_property
-    def masks(self) -> Tensor:
+    def masks(self) -> Tensor | None:
         """bool ``[D, H, W]``: the binary masks at the image's size, made on first use (100 masks of a
         2048 x 1365 photo are 280 MB). Stored column by column (the order of COCO's RLE); call
-        ``.contiguous()`` for a row-major copy."""
-        return self.mask_crops.dense()
+        ``.contiguous()`` for a row-major copy. ``None`` from a model without masks."""
+        return None if self.mask_crops is None else self.mask_crops.dense()
 
 
 class Predictor:
@@ -138,7 +157,9 @@ class Predictor:
     Args:
         model: a Mask R-CNN (or any module with its evaluation-mode call: a list of ``[C, H, W]``
             images in, per image a dict of ``boxes``, ``labels``, ``scores``, ``masks [D, 1, H, W]``
-            out). It is moved to ``device`` and put in evaluation mode.
+            out, and ``keypoints [D, K, 3]`` with ``keypoints_scores [D, K]`` from a model with
+            keypoints; a keypoint-only model gives no ``masks``). It is moved to ``device`` and put in
+            evaluation mode.
         class_names: the K foreground class names, label 1 first.
         device: see :func:`maskrcnn.engine.device.resolve_device`.
         score_threshold: detections scoring lower are dropped. When it is below a
@@ -159,6 +180,13 @@ class Predictor:
         tile_overlap: pixels neighbouring tiles share at least (``None``: a quarter of the tile).
         on_tiles: with ``tile``, called with ``(tiles done, tiles of the image)`` as an image's tiles go
             through the model (a progress bar for very large images).
+        keypoint_spec: the names and skeleton of the model's keypoints (drawing; a checkpoint keeps
+            them); ``None``: :meth:`KeypointSpec.default` for a model with keypoints
+            (``model.roi_heads.num_keypoints``).
+
+    Raises:
+        ValueError: a bad threshold or batch size; tiles or ``keep_probabilities`` for a model without
+            masks; a ``keypoint_spec`` of another number of keypoints than the model's.
     """
 
     def __init__(
@@ -176,7 +204,18 @@ class Predictor:
         tile: int | None = None,
         tile_overlap: int | None = None,
         on_tiles: Callable[[int, int], None] | None = None,
+        keypoint_spec: KeypointSpec | None = None,
     ) -> None:
+        self.has_masks = gives_masks(model)
+        num_keypoints = keypoint_count(model)
+        if keypoint_spec is not None and num_keypoints and keypoint_spec.num_keypoints != num_keypoints:
+            named = keypoint_spec.num_keypoints
+            raise ValueError(f"keypoint_spec names {named} keypoints; the model gives {num_keypoints}")
+        if keypoint_spec is None and num_keypoints:
+            keypoint_spec = KeypointSpec.default(num_keypoints)
+        self.keypoint_spec = keypoint_spec
+        if not self.has_masks and keep_probabilities:
+            raise ValueError("keep_probabilities: this model gives no masks (a keypoint-only model)")
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in 0..1, got {score_threshold}")
         if batch_size < 1:
@@ -185,6 +224,8 @@ class Predictor:
             problem = tiling_problem(tile, tile_overlap)
             if problem:
                 raise ValueError(f"tile={tile}, tile_overlap={tile_overlap}: {problem}")
+            if not self.has_masks:
+                raise ValueError(f"tile={tile}: {NO_MASKS_FOR_TILES}")
             if keep_probabilities:
                 raise ValueError(
                     "keep_probabilities is not available with tiles (full-size probabilities of a large "
@@ -235,13 +276,16 @@ class Predictor:
 
         ``tile`` ``"checkpoint"`` (the default) applies a model trained on tiles (``maskrcnn train
         --tile``) on tiles of that size, and others to whole images; a size or ``None`` says which.
-        The device is checked before the checkpoint is read.
+        The device is checked before the checkpoint is read. The keypoints' names and skeleton are the
+        checkpoint's (``extra["keypoints"]``) unless ``keypoint_spec`` is given.
         """
         from maskrcnn.weights import load_checkpoint
 
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(source, device=resolved)
         tile, tile_overlap = checkpoint_tiling(tile, tile_overlap, checkpoint.extra)
+        if options.get("keypoint_spec") is None and checkpoint.extra.get("keypoints"):
+            options["keypoint_spec"] = KeypointSpec.from_dict(checkpoint.extra["keypoints"])
         return cls(
             checkpoint.model,
             checkpoint.class_names,
@@ -326,6 +370,7 @@ class Predictor:
             keep &= torch.isin(labels, self._class_labels.to(labels.device))
         index = torch.where(keep)[0]
         kept = select(output, index[scores[index].argsort(descending=True, stable=True)])
+        keypoints = {key: kept[key].float().cpu() for key in ("keypoints", "keypoints_scores") if key in kept}
         if isinstance(kept.get("masks"), CroppedMasks):  # merged from tiles: binary already
             labels = kept["labels"]
             return Detections(
@@ -335,9 +380,10 @@ class Predictor:
                 mask_crops=kept["masks"],
                 class_names=[self._name(int(label)) for label in labels],
                 image_size=size,
+                **keypoints,
             )
         probs = None
-        if self.keep_probabilities:
+        if self.keep_probabilities and ("masks" in kept or "roi_masks" in kept):
             probs = (
                 kept["masks"]
                 if "masks" in kept
@@ -345,14 +391,16 @@ class Predictor:
             )
             probs = probs.reshape(len(kept["scores"]), *size).float().cpu()
         labels = kept["labels"].cpu()
+        crops = binary_masks(kept, size, self.mask_threshold)
         return Detections(
             boxes=kept["boxes"].float().cpu(),
             labels=labels,
             scores=kept["scores"].float().cpu(),
-            mask_crops=binary_masks(kept, size, self.mask_threshold).cpu(),
+            mask_crops=None if crops is None else crops.cpu(),
             class_names=[self._name(int(label)) for label in labels],
             image_size=size,
             mask_probs=probs,
+            **keypoints,
         )
 
     def _name(self, label: int) -> str:

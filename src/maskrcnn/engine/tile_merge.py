@@ -29,7 +29,13 @@ Then, for each object:
   edge is taken from the tile where it lies inside, so a mask is cut nowhere and the halves of an
   object across a border join seamlessly. Views scoring under half of the best view's score do not
   decide pixels (a weak second look must not overwrite a confident one);
-* its box is the model's box for an object seen by one tile, else its mask's extent.
+* its box is the model's box for an object seen by one tile, else its mask's extent;
+* with a model that gives keypoints, each of its keypoints is taken, as its pixels are, from the deciding
+  view whose tile has that keypoint farthest from a tile border (a view near its tile's edge may have
+  had to guess where a keypoint beyond it lies).
+
+Detections without masks (a keypoint-only model) cannot be joined this way: tiling refuses such models
+(:data:`~maskrcnn.engine.inference.NO_MASKS_FOR_TILES`).
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class View:
     box: Tensor  # float [4] xyxy
     crop: np.ndarray  # bool [h, w], tight
     origin: tuple[int, int]  # (y0, x0)
+    keypoints: np.ndarray | None = None  # float [K, 3]: x, y (image pixels), score; None: no keypoints
 
     @property
     def extent(self) -> tuple[int, int, int, int]:
@@ -273,11 +280,35 @@ def _second_looks(views: list[View]) -> list[bool]:
     return second
 
 
+def _deciding(members: list[View]) -> list[View]:
+    """The views of an object that decide its pixels, label and keypoints: those scoring at least
+    :data:`DECIDING_SCORE` times its best view."""
+    best = max(view.score for view in members)
+    return [view for view in members if view.score >= DECIDING_SCORE * best]
+
+
+def _joined_keypoints(deciding: list[View], windows: list[Window]) -> np.ndarray:
+    """float ``[K, 3]``: each keypoint from the view whose tile has it farthest from a tile border
+    (ties: the first of ``deciding``)."""
+    height, width = windows[0].image_size
+    points = np.stack([view.keypoints for view in deciding])  # type: ignore[misc]  # [V, K, 3]
+    # The pixel each keypoint lies in (continuous coordinates: pixel x covers x .. x + 1).
+    xs = np.clip(np.floor(points[..., 0]), 0, width - 1).astype(np.int64)
+    ys = np.clip(np.floor(points[..., 1]), 0, height - 1).astype(np.int64)
+    depth = np.stack(
+        [
+            windows[view.tile].depth(ys[v], xs[v]).diagonal()  # [K]: keypoint k's own pixel
+            for v, view in enumerate(deciding)
+        ]
+    )
+    chosen = depth.argmax(axis=0)  # [K]
+    return points[chosen, np.arange(points.shape[1])]
+
+
 def _join(members: list[View], windows: list[Window]) -> tuple[np.ndarray, tuple[int, int], View]:
     """One object's mask from its views (the pixel rule of the module docstring): a tight bool crop, its
     origin, and the view that decided most of its pixels."""
-    best = max(view.score for view in members)
-    deciding = [view for view in members if view.score >= DECIDING_SCORE * best]
+    deciding = _deciding(members)
     extents = np.array([view.extent for view in deciding])
     y0, x0 = extents[:, :2].min(axis=0)
     y1, x1 = extents[:, 2:].max(axis=0)
@@ -360,23 +391,31 @@ def _repeats(
 
 
 def merge_tile_detections(
-    views: list[View], windows: list[Window], *, match_iou: float = MATCH_IOU
+    views: list[View],
+    windows: list[Window],
+    *,
+    match_iou: float = MATCH_IOU,
+    num_keypoints: int = 0,
 ) -> dict[str, Any]:
     """The objects of an image from its tiles' detections (see the module docstring and
-    :func:`detect_tiled` for the result)."""
+    :func:`detect_tiled` for the result); with ``num_keypoints`` K (every view then has its
+    ``keypoints``), also ``keypoints`` ``[D, K, 3]`` ``(x, y, 1)`` and ``keypoints_scores`` ``[D, K]``."""
     image_size = windows[0].image_size if windows else (0, 0)
-    boxes, labels, scores, crops, origins, tiles = [], [], [], [], [], []
+    boxes, labels, scores, crops, origins, tiles, points = [], [], [], [], [], [], []
     for group in _groups(views, windows, match_iou):
         members = [views[i] for i in group]
         if len(members) == 1:
             main = members[0]
             crop, origin, box = main.crop, main.origin, main.box
+            keypoints = main.keypoints
         else:
             crop, origin, main = _join(members, windows)
             if not crop.size:
                 continue
             y, x = origin
             box = torch.tensor([x, y, x + crop.shape[1], y + crop.shape[0]], dtype=torch.float32)
+            keypoints = _joined_keypoints(_deciding(members), windows) if num_keypoints else None
+        points.append(keypoints)
         boxes.append(box)
         labels.append(main.label)
         scores.append(max(view.score for view in members))
@@ -384,7 +423,7 @@ def merge_tile_detections(
         origins.append(origin)
         tiles.append(main.tile if len(members) == 1 else -1)
     order = _without_repeats(crops, origins, labels, scores, tiles)
-    return {
+    merged = {
         "boxes": torch.stack([boxes[k] for k in order]) if order else torch.zeros((0, 4)),
         "labels": torch.tensor([labels[k] for k in order], dtype=torch.int64),
         "scores": torch.tensor([scores[k] for k in order], dtype=torch.float32),
@@ -392,3 +431,10 @@ def merge_tile_detections(
             [torch.from_numpy(crops[k]) for k in order], [origins[k] for k in order], image_size
         ),
     }
+    if num_keypoints:
+        kept = np.array([points[k] for k in order], dtype=np.float32).reshape(len(order), num_keypoints, 3)
+        keypoints = torch.from_numpy(kept)
+        merged["keypoints_scores"] = keypoints[..., 2].clone()
+        keypoints[..., 2] = 1.0  # the model's form: (x, y, 1)
+        merged["keypoints"] = keypoints
+    return merged

@@ -14,7 +14,10 @@ by the same factor, ``min_size / size``, as the random crops of ``size`` pixels 
 ``size`` is one tile of that side's length, as a training crop of such an image is.
 
 **Merging**: the tiles' detections are joined into objects by their masks, each pixel of an object
-taken from the tile where it lies farthest from a border (:mod:`maskrcnn.engine.tile_merge`).
+taken from the tile where it lies farthest from a border (:mod:`maskrcnn.engine.tile_merge`), and so is
+each keypoint of a model with keypoints. A model without masks (keypoint-only) cannot be tiled: its
+detections have nothing to be joined by, and it is refused
+(:data:`~maskrcnn.engine.inference.NO_MASKS_FOR_TILES`).
 
 **Memory** is bounded by a batch of tiles and by the objects: an image given as a PIL image is kept in its
 own mode (1.2 GB for 20,000 x 20,000 RGB) and converted to floats one tile at a time, masks are kept as
@@ -174,8 +177,9 @@ def detect_tiled(
 
     Args:
         detect: the model on a list of float ``[3, h, w]`` tiles (on the CPU; it moves them), per tile
-            ``boxes`` float ``[D, 4]`` (tile pixels), ``labels`` int64 ``[D]``, ``scores`` float ``[D]`` and
-            ``masks`` :class:`~maskrcnn.structures.CroppedMasks` of the tile's size.
+            ``boxes`` float ``[D, 4]`` (tile pixels), ``labels`` int64 ``[D]``, ``scores`` float ``[D]``,
+            ``masks`` :class:`~maskrcnn.structures.CroppedMasks` of the tile's size and, from a model
+            with keypoints, ``keypoints`` ``[D, K, 3]`` (tile pixels) and ``keypoints_scores`` ``[D, K]``.
         image: float ``[3, H, W]`` in 0..1, or a PIL image of any mode (converted tile by tile).
         size: tile side in pixels.
         overlap: pixels neighbouring tiles share at least (``None``: :func:`default_overlap`).
@@ -188,27 +192,39 @@ def detect_tiled(
 
     Returns:
         ``boxes`` float ``[D, 4]``, ``labels`` int64 ``[D]``, ``scores`` float ``[D]`` (highest first) in
-        image pixels, and ``masks``: :class:`~maskrcnn.structures.CroppedMasks` of the image's size.
+        image pixels, ``masks``: :class:`~maskrcnn.structures.CroppedMasks` of the image's size, and
+        with keypoints ``keypoints`` ``[D, K, 3]`` ``(x, y, 1)`` image pixels and ``keypoints_scores``
+        ``[D, K]``.
     """
     height, width = image_size_of(image)
     overlap = default_overlap(size) if overlap is None else overlap
     windows = tile_windows(height, width, size=size, overlap=overlap)
     views: list[View] = []
+    num_keypoints = 0
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size]
         outputs = detect([_tile(image, window) for window in batch])
         for index, (window, output) in enumerate(zip(batch, outputs, strict=True)):
+            if "keypoints" in output:
+                num_keypoints = int(output["keypoints"].shape[1])
             views.extend(v for v in _views(start + index, window, output) if v.score >= min_score)
         if on_tiles is not None:
             on_tiles(min(start + batch_size, len(windows)), len(windows))
-    return merge_tile_detections(views, windows, match_iou=match_iou)
+    return merge_tile_detections(views, windows, match_iou=match_iou, num_keypoints=num_keypoints)
 
 
 def _views(tile: int, window: Window, output: dict[str, Any]) -> list[View]:
-    """A tile's detections moved to image coordinates."""
+    """A tile's detections moved to image coordinates (keypoints: ``x, y, score``)."""
     shift = torch.tensor([window.left, window.top, window.left, window.top], dtype=torch.float32)
     boxes = output["boxes"].float().cpu() + shift
     masks: CroppedMasks = output["masks"].cpu()
+    points = None
+    if "keypoints" in output:
+        points = output["keypoints"].detach().to("cpu", torch.float32).clone()
+        points[..., 0] += window.left
+        points[..., 1] += window.top
+        points[..., 2] = output["keypoints_scores"].detach().to("cpu", torch.float32)
+        points = points.numpy()
     views = []
     for k, (crop, (y, x)) in enumerate(masks):
         if not crop.numel():
@@ -221,6 +237,7 @@ def _views(tile: int, window: Window, output: dict[str, Any]) -> list[View]:
                 box=boxes[k],
                 crop=crop.numpy(),
                 origin=(y + window.top, x + window.left),
+                keypoints=None if points is None else points[k],
             )
         )
     return views

@@ -38,6 +38,7 @@ from maskrcnn.engine.data import EpochBatches, blank_batch, load_training_data, 
 from maskrcnn.engine.distributed import Group
 from maskrcnn.engine.errors import TrainingError
 from maskrcnn.engine.hooks import Hook, LossMeter, default_hooks
+from maskrcnn.engine.model_fit import fit_model_to_data, keypoint_record
 from maskrcnn.engine.optim import autocast_for, build_optimizer, lr_factor, scaled_lr
 from maskrcnn.engine.run_dir import RunDir
 from maskrcnn.engine.state import (
@@ -138,8 +139,8 @@ class Trainer:
     # -- building ------------------------------------------------------------------------------------
 
     def build_data(self) -> tuple[InstanceDataset, InstanceDataset | None]:
-        """The training data (with augmentation) and the validation data; ``model.num_classes`` follows
-        the training data's classes."""
+        """The training data (with augmentation) and the validation data; the model's classes and
+        keypoints follow the training data's (:func:`~maskrcnn.engine.model_fit.fit_model_to_data`)."""
         cfg = self.cfg
         train_data, val_data = load_training_data(
             cfg.data,
@@ -148,13 +149,7 @@ class Trainer:
             resume=self.resuming,
             main=self.group.is_main,
         )
-        wanted = len(train_data.class_names) + 1
-        if cfg.model.num_classes != wanted:
-            self.say(
-                f"model.num_classes set to {wanted} ({wanted - 1} classes in the training data + "
-                f"background; the config said {cfg.model.num_classes})"
-            )
-            cfg.model.num_classes = wanted
+        fit_model_to_data(cfg, train_data, self.say)
         self.say(f"training data: {train_data.summary()}")
         for line in problem_lines(train_data.problems):
             self.say(line)
@@ -286,7 +281,7 @@ class Trainer:
             images = [image.to(self.device, non_blocking=True) for image in batch.images]
             targets = targets_to_device(batch.targets, self.device)
         elif group.world_size > 1:  # the others wait for this process's gradients: send zeros
-            images, targets = blank_batch(self.device)
+            images, targets = blank_batch(self.device, num_keypoints=self.model.roi_heads.num_keypoints)
         else:
             return False
         self.pending += 1
@@ -386,6 +381,7 @@ class Trainer:
                     "epoch": self.epoch,
                     "metrics": self.metrics,
                     **tiling_record(self.cfg.eval.tile, self.cfg.eval.tile_overlap),
+                    **keypoint_record(self.train_data),
                 },
             )
 

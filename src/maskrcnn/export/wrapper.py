@@ -100,6 +100,11 @@ class ExportableMaskRCNN(nn.Module):
 
     def __init__(self, model: MaskRCNN) -> None:
         super().__init__()
+        if not model.roi_heads.has_masks:
+            raise ValueError(
+                "export writes boxes and masks: this model has no mask head (a keypoint R-CNN); "
+                "run it with `maskrcnn predict` instead"
+            )
         self.model = model.eval()
         roi_heads = model.roi_heads
         scales = _pyramid_scales(model, roi_heads.box_roi_pool.featmap_names)

@@ -245,9 +245,20 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             fc_sizes=(hc.representation_size,),
             norm=head_norm,
         )
-    mask_branch: dict[str, nn.Module | None] = dict.fromkeys(("mask_roi_pool", "mask_head", "mask_predictor"))
-    if hc.mask_head:
-        mask_head = MaskRCNNHeads(channels, hc.mask_head_channels, dilation=hc.mask_dilation, norm=head_norm)
+    # Modules are created in a fixed order (box head, mask head, box predictor, mask predictor, then the
+    # keypoint branch): the random initialisation of a seeded run depends on it.
+    mask_head = (
+        MaskRCNNHeads(channels, hc.mask_head_channels, dilation=hc.mask_dilation, norm=head_norm)
+        if hc.mask_head
+        else None
+    )
+    box_predictor = FastRCNNPredictor(hc.representation_size, cfg.num_classes)
+    mask_branch: dict[str, nn.Module | None] = {
+        "mask_roi_pool": None,
+        "mask_head": None,
+        "mask_predictor": None,
+    }
+    if mask_head is not None:
         mask_branch = {
             "mask_roi_pool": MultiScaleRoIAlign(
                 pooled, hc.mask_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
@@ -272,7 +283,7 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
             pooled, hc.box_pool_size, hc.pool_sampling_ratio, aligned=hc.pool_aligned
         ),
         box_head=box_head,
-        box_predictor=FastRCNNPredictor(hc.representation_size, cfg.num_classes),
+        box_predictor=box_predictor,
         **mask_branch,  # type: ignore[arg-type]
         **keypoint_branch,  # type: ignore[arg-type]
         fg_iou_thresh=hc.fg_iou_thresh,

@@ -10,7 +10,7 @@ from pycocotools import mask as coco_mask
 from maskrcnn.data import DataError, ImageError, load_dataset
 from maskrcnn.data.formats.coco import CocoDataset
 
-from .writers_a import messages, truncate, write_image, write_json
+from .writers_a import mask, messages, truncate, write_image, write_json
 
 W, H = 20, 16
 
@@ -372,3 +372,220 @@ def test_warnings_for_empty_classes_and_stored_area_or_bbox_far_from_the_mask(tm
         f"warning: {src}: class 'cells-XY4z' (category id 0) has no instances",
     ]
     assert [a.ref for a in ds.records[0].annotations] == ["annotation 1", "annotation 2", "annotation 3"]
+
+
+# -- keypoints ---------------------------------------------------------------------------------------
+
+
+def _keypoint_categories():
+    # COCO's layout: the person category names its keypoints and a 1-based skeleton; a second category
+    # without keypoints shares the file.
+    return [
+        {
+            "id": 1,
+            "name": "person",
+            "keypoints": ["nose", "left_eye", "right_eye"],
+            "skeleton": [[1, 2], [1, 3]],
+        },
+        {"id": 3, "name": "dog"},
+    ]
+
+
+def test_person_keypoints_box_only_instances_and_categories_without_keypoints(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [[2, 2, 8, 2, 8, 12, 2, 12]],
+            "keypoints": [5, 4, 2, 3.5, 3.25, 1, 0, 0, 0],
+            "num_keypoints": 2,
+        },
+        {
+            # Box only (as keypoint exports write people): the box x 10..14, y 8..14 is its outline. A
+            # point a half pixel past the border is moved onto it; an unlabelled one's numbers are dropped.
+            "id": 2,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [],
+            "bbox": [10, 8, 4, 6],
+            "keypoints": [12, 10, 2, 20.5, -0.5, 2, 7, 7, 0],
+            "num_keypoints": 2,
+        },
+        {"id": 3, "image_id": 1, "category_id": 3, "segmentation": [[14, 0, 18, 0, 18, 4, 14, 4]]},
+        # COCO's crowd regions: num_keypoints 0, every keypoint zero.
+        {
+            "id": 4,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": {"size": [H, W], "counts": [15 * 16 + 4, 6, 70]},
+            "iscrowd": 1,
+            "keypoints": [0] * 9,
+            "num_keypoints": 0,
+        },
+        {"id": 5, "image_id": 1, "category_id": 1, "segmentation": [[0, 12, 4, 12, 4, 16, 0, 16]]},
+    ]
+    images = [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
+    ds = _dataset(tmp_path, images, anns, categories=_keypoint_categories())
+    assert messages(ds) == []
+    assert messages(ds, "warning") == [
+        f"warning: {tmp_path / 'train.json'}: 1 annotations have no segmentation: their boxes are their "
+        "outlines (masks): annotation 2"
+    ]
+    spec = ds.keypoint_spec
+    assert spec.names == ("nose", "left_eye", "right_eye")
+    assert spec.skeleton == ((0, 1), (0, 2))
+    assert spec.flip_permutation() == [0, 2, 1]
+    expected = torch.tensor(
+        [
+            [[5, 4, 2], [3.5, 3.25, 1], [0, 0, 0]],
+            [[12, 10, 2], [W, 0, 2], [0, 0, 0]],
+            [[0, 0, 0]] * 3,  # the dog: its category has no keypoints
+            [[0, 0, 0]] * 3,
+            [[0, 0, 0]] * 3,  # a person without keypoints: none labelled
+        ]
+    )
+    assert torch.equal(ds.load_keypoints(0), expected)
+    _, target = ds[0]
+    assert torch.equal(target["keypoints"], expected)
+    assert target["labels"].tolist() == [1, 1, 2, 1, 1]
+    assert torch.equal(target["masks"][1], mask(H, W, (10, 8, 14, 14)))
+    assert target["boxes"][1].tolist() == [10, 8, 14, 14]
+
+
+def test_a_file_without_keypoints_has_no_spec_and_box_only_stays_an_error(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    anns = [{"id": 4, "image_id": 1, "category_id": 7, "bbox": [1, 1, 3, 3]}]
+    ds = _dataset(tmp_path, [{"id": 1, "file_name": "a.png", "height": H, "width": W}], anns)
+    assert ds.keypoint_spec is None
+    assert "keypoints" not in ds[0][1]
+    assert messages(ds)[0].endswith(
+        "annotation 4: no segmentation (bbox only); instance segmentation needs polygons or RLE"
+    )
+
+
+def test_each_keypoint_problem_names_the_annotation(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    square = [[2, 2, 8, 2, 8, 8, 2, 8]]
+
+    def ann(i, keypoints, category=1, **extra):
+        return {
+            "id": i,
+            "image_id": 1,
+            "category_id": category,
+            "segmentation": square,
+            "keypoints": keypoints,
+            **extra,
+        }
+
+    anns = [
+        ann(1, [1, 1, 2, 2, 2, 2]),  # 6 values for 3 keypoints
+        ann(2, [1, 1, 2, "x", 2, 2, 0, 0, 0]),
+        ann(3, [1, 1, 2, 2, 2, 3, 0, 0, 0]),  # visibility 3
+        ann(4, {"x": 1}),
+        ann(5, [1, 1, 2, 30, 4, 2, 5, -3, 1], num_keypoints=3),  # two points far outside: left out
+        ann(6, [1, 1, 2, 2, 2, 2, 0, 0, 0], num_keypoints=1),  # says 1, has 2
+        ann(7, [1, 1, 2, 2, 2, 2, 0, 0, 0], category=3),  # the dog names no keypoints
+        {"id": 8, "image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 3]},  # box only, but no width
+        ann(9, [1, 1, 2, 2, 2, 2, 3, 3, 2], num_keypoints=3),  # fine
+    ]
+    ds = _dataset(
+        tmp_path,
+        [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+        anns,
+        categories=_keypoint_categories(),
+    )
+    where = f"{tmp_path / 'train.json'}, image a.png"
+    assert messages(ds) == [
+        f"error: {where}, annotation 1: has 6 keypoint values; expected 9 (3 x (x, y, v))",
+        f"error: {where}, annotation 2: keypoint 1 value 'x' is not a number",
+        f"error: {where}, annotation 3: keypoint 1 has visibility 3; expected 0 (not labelled), 1 (hidden) "
+        "or 2 (visible)",
+        f"error: {where}, annotation 4: keypoints {{'x': 1}} is not a list [x1, y1, v1, ...]",
+        f"error: {where}, annotation 8: no segmentation, and its bbox [1, 1, 0, 3] is not [x, y, w, h] with "
+        "w, h > 0",
+    ]
+    assert messages(ds, "warning") == [
+        f"warning: {where}, annotation 5: keypoints 1 (left_eye) at (30, 4), 2 (right_eye) at (5, -3) "
+        f"outside the {W}x{H} image; left out (v = 0)",
+        f"warning: {where}, annotation 6: num_keypoints 1 but 2 keypoints are labelled (v > 0)",
+        f"warning: {where}, annotation 7: category 3 names no keypoints; the annotation's keypoints are "
+        "left out",
+    ]
+    assert [a.ref for a in ds.records[0].annotations] == [f"annotation {i}" for i in (5, 6, 7, 9)]
+    assert ds.load_keypoints(0).tolist() == [
+        [[1, 1, 2], [0, 0, 0], [0, 0, 0]],
+        [[1, 1, 2], [2, 2, 2], [0, 0, 0]],
+        [[0, 0, 0]] * 3,
+        [[1, 1, 2], [2, 2, 2], [3, 3, 2]],
+    ]
+    with pytest.raises(DataError, match=r"image a\.png, annotation 1: has 6 keypoint values; expected 9"):
+        _dataset(
+            tmp_path,
+            [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+            anns,
+            categories=_keypoint_categories(),
+            strict=True,
+        )
+
+
+def test_keypoints_without_named_keypoints_are_left_out_with_one_warning(tmp_path):
+    write_image(tmp_path / "a.png", W, H)
+    anns = [
+        {
+            "id": i,
+            "image_id": 1,
+            "category_id": 7,
+            "segmentation": [[2, 2, 8, 2, 8, 8]],
+            "keypoints": [1, 1, 2],
+        }
+        for i in (1, 2)
+    ]
+    ds = _dataset(
+        tmp_path,
+        [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+        anns,
+        categories=[{"id": 7, "name": "cat"}],
+    )
+    assert ds.keypoint_spec is None
+    assert messages(ds, "warning") == [
+        f"warning: {tmp_path / 'train.json'}: 2 annotations have keypoints but no category names its "
+        "keypoints (categories[].keypoints); keypoints left out: annotation 1, annotation 2"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("categories", "match"),
+    [
+        (
+            [
+                {"id": 1, "name": "a", "keypoints": ["x", "y"]},
+                {"id": 2, "name": "b", "keypoints": ["y", "x"]},
+            ],
+            r"categories\[1\] \('b'\): keypoints \['y', 'x'\] differ from those of categories\[0\] \('a'\) "
+            r"\['x', 'y'\]; a dataset has one set of keypoints",
+        ),
+        (
+            [{"id": 1, "name": "a", "keypoints": ["x", "y"], "skeleton": [[0, 1]]}],
+            r"categories\[0\] \('a'\): skeleton \[\[0, 1\]\] is not a list of 1-based \[a, b\] pairs of "
+            r"its 2 keypoints \(1\.\.2\)",
+        ),
+        (
+            [{"id": 1, "name": "a", "keypoints": ["x", "x"]}],
+            r"categories\[0\] \('a'\): keypoint names repeat: \['x', 'x'\]",
+        ),
+        (
+            [{"id": 1, "name": "a", "keypoints": "x,y"}],
+            r"categories\[0\] \('a'\): keypoints 'x,y' is not a list of keypoint names",
+        ),
+        (
+            [{"id": 1, "name": "a", "keypoints": ["x", "y"], "flip_index": [0, 0]}],
+            r"categories\[0\] \('a'\): flip_index \[0, 0\] must be a permutation of 0\.\.1",
+        ),
+    ],
+)
+def test_malformed_keypoint_categories_raise(tmp_path, categories, match):
+    path = write_json(tmp_path / "bad.json", {"images": [], "annotations": [], "categories": categories})
+    with pytest.raises(DataError, match=re.escape(str(path)) + ": " + match):
+        CocoDataset(path)

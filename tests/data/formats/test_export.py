@@ -12,8 +12,9 @@ from torch import Tensor
 
 from maskrcnn.data import AnnotatedDataset, Annotation, DataError, ImageRecord, InstanceDataset
 from maskrcnn.data.formats.coco import CocoDataset
-from maskrcnn.data.formats.export import convert, to_coco, write_coco
+from maskrcnn.data.formats.export import CocoBuilder, convert, to_coco, write_coco
 from maskrcnn.data.formats.masks import MaskDirsDataset
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.ops.masks import rle_decode
 
 from .writers_b import box_mask, label_image, rgb
@@ -172,3 +173,57 @@ def test_convert_yolo(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="line 2"):
         convert("yolo", tmp_path / "data.yaml", tmp_path / "strict.json", strict=True)
     assert not (tmp_path / "strict.json").exists()
+
+
+def _keypoint_records(tmp_path: Path) -> list[ImageRecord]:
+    rgb(tmp_path / "img.png", H, W)
+    annotations = [
+        Annotation(1, [[3, 2, 10, 2, 10, 6, 3, 6]], keypoints=[4, 3, 2, 9.5, 5.25, 1, 0, 0, 0]),
+        Annotation(1, [[0, 6, 4, 6, 4, 10, 0, 10]], True),  # a crowd: no keypoints
+    ]
+    return [ImageRecord(image_id=7, path=tmp_path / "img.png", height=H, width=W, annotations=annotations)]
+
+
+def test_to_coco_writes_keypoints_as_coco_person_keypoints(tmp_path: Path) -> None:
+    spec = KeypointSpec(("nose", "left_eye", "right_eye"), ((0, 1), (0, 2)))
+    ds = AnnotatedDataset(_keypoint_records(tmp_path), ["person"], keypoint_spec=spec)
+    coco = to_coco(ds)
+    assert coco["categories"] == [
+        {
+            "id": 1,
+            "name": "person",
+            "keypoints": ["nose", "left_eye", "right_eye"],
+            "skeleton": [[1, 2], [1, 3]],
+        }
+    ]
+    first, crowd = coco["annotations"]
+    assert first["keypoints"] == [4, 3, 2, 9.5, 5.25, 1, 0, 0, 0]
+    assert all(isinstance(v, int) for v in first["keypoints"][2::3])  # visibilities as COCO writes them
+    assert first["num_keypoints"] == 2
+    assert crowd["keypoints"] == [0] * 9
+    assert crowd["num_keypoints"] == 0
+    json.dumps(coco)
+
+
+def test_mirror_pairs_the_names_do_not_tell_are_written_as_flip_index(tmp_path: Path) -> None:
+    spec = KeypointSpec(("kp0", "kp1", "kp2"), flip_index=(0, 2, 1))
+    ds = AnnotatedDataset(_keypoint_records(tmp_path), ["thing"], keypoint_spec=spec)
+    (category,) = to_coco(ds)["categories"]
+    assert category["flip_index"] == [0, 2, 1]
+    # Pairs the names already tell are not repeated.
+    named = KeypointSpec(("nose", "left_eye", "right_eye"), flip_index=(0, 2, 1))
+    assert "flip_index" not in CocoBuilder(["person"], [1], keypoint_spec=named).categories[0]
+
+
+def test_a_target_without_the_dataset_keypoints_is_an_error() -> None:
+    builder = CocoBuilder(["person"], [1], keypoint_spec=KeypointSpec.default(3))
+    target = {
+        "masks": torch.ones(1, H, W, dtype=torch.uint8),
+        "boxes": torch.tensor([[0.0, 0, W, H]]),
+        "labels": torch.tensor([1]),
+    }
+    with pytest.raises(DataError, match=r"a\.png: the dataset has 3 keypoints, its target keypoints none; "):
+        builder.add(1, H, W, target, reference="a.png")
+    with pytest.raises(DataError, match=r"keypoints \[1, 2, 3\]; expected \[1, 3, 3\]"):
+        builder.add(1, H, W, {**target, "keypoints": torch.zeros(1, 2, 3)})
+    assert builder.images == []  # nothing added by a failed call

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskrcnn.config import parse_value
 from maskrcnn.data import DataError, load_dataset
 from maskrcnn.data.formats.labelme import LabelMeDataset
 
@@ -200,3 +201,142 @@ def test_malformed_files_raise(tmp_path):
     path = write_json(tmp_path / "coco.json", {"images": []})
     with pytest.raises(DataError, match=r"coco\.json: no 'shapes' list; expected a LabelMe"):
         LabelMeDataset(path)
+
+
+# -- keypoints: point shapes grouped with their instance ---------------------------------------------
+
+
+def point(name, x, y, group_id):
+    return shape(name, [[x, y]], "point", group_id=group_id)
+
+
+def _people(tmp_path):
+    """Two files: a person as a rectangle with three points, one as a polygon with one (and a point of a
+    name other files do not use), and a ball without keypoints."""
+    write_image(tmp_path / "a.png", 32, 24)
+    write_image(tmp_path / "b.png", 32, 24)
+    a = [
+        shape("person", [[2, 2], [12, 20]], "rectangle", group_id=1),
+        point("nose", 7, 4.5, 1),
+        point("left_eye", 8.25, 3, 1),
+        point("right_eye", 5.75, 3, 1),
+        shape("ball", square(20, 20, 24, 24)),
+        shape("person", square(16, 2, 26, 18), group_id="p2"),
+        point("nose", 21, 4, "p2"),
+    ]
+    b = [shape("person", square(1, 1, 9, 9), group_id=7), point("tail", 3, 8, 7), point("nose", 5, 2, 7)]
+    write_json(tmp_path / "a.json", labelme("a.png", a, 24, 32))
+    write_json(tmp_path / "b.json", labelme("b.png", b, 24, 32))
+
+
+def test_points_are_the_keypoints_of_their_group_named_by_their_labels(tmp_path):
+    _people(tmp_path)
+    ds = LabelMeDataset(tmp_path)
+    assert ds.problems == []
+    assert ds.class_names == ["ball", "person"]  # point labels are keypoints, not classes
+    spec = ds.keypoint_spec
+    assert spec.names == ("left_eye", "nose", "right_eye", "tail")  # sorted, without the option
+    assert spec.skeleton == ()
+    assert spec.flip_permutation() == [2, 1, 0, 3]  # left_eye <-> right_eye, from the names
+    assert [a.ref for a in ds.records[0].annotations] == [
+        "group 1 (shapes 0, 1, 2, 3)",
+        "shape 4 ('ball')",
+        "group p2 (shapes 5, 6)",
+    ]
+    expected = torch.tensor(
+        [
+            [[8.25, 3, 2], [7, 4.5, 2], [5.75, 3, 2], [0, 0, 0]],
+            [[0, 0, 0]] * 4,
+            [[0, 0, 0], [21, 4, 2], [0, 0, 0], [0, 0, 0]],
+        ]
+    )
+    assert torch.equal(ds.load_keypoints(0), expected)
+    _, target = ds[0]
+    assert torch.equal(target["keypoints"], expected)
+    assert target["labels"].tolist() == [2, 1, 2]
+    assert torch.equal(target["masks"][0], mask(24, 32, (2, 2, 12, 20)))
+    assert torch.equal(ds.load_keypoints(1), torch.tensor([[[0, 0, 0], [5, 2, 2], [0, 0, 0], [3, 8, 2]]]))
+
+
+def test_keypoint_names_and_skeleton_from_the_options_as_the_command_line_gives_them(tmp_path):
+    _people(tmp_path)
+    ds = load_dataset(
+        "labelme",
+        tmp_path,
+        keypoints=parse_value("nose,left_eye,right_eye"),
+        skeleton=parse_value("nose-left_eye,0-2"),
+    )
+    spec = ds.keypoint_spec
+    assert spec.names == ("nose", "left_eye", "right_eye")
+    assert spec.skeleton == ((0, 1), (0, 2))
+    assert spec.flip_permutation() == [0, 2, 1]
+    assert messages(ds, "warning") == [
+        f"warning: {tmp_path / 'b.json'}, image b.png, shape 1 ('tail'): point 'tail' is not one of "
+        "keypoints ['nose', 'left_eye', 'right_eye']; ignored"
+    ]
+    assert ds.load_keypoints(0)[0].tolist() == [[7, 4.5, 2], [8.25, 3, 2], [5.75, 3, 2]]
+    assert ds.load_keypoints(1).tolist() == [[[5, 2, 2], [0, 0, 0], [0, 0, 0]]]
+    # Index pairs, as YAML's [[0, 1]] or Python give them.
+    assert LabelMeDataset(
+        tmp_path, keypoints=["nose", "left_eye"], skeleton=[[1, 0]]
+    ).keypoint_spec.skeleton == ((1, 0),)
+
+
+@pytest.mark.parametrize(
+    ("skeleton", "match"),
+    [
+        (["nose-ear"], r"edge 'nose-ear' is not two keypoints 'a-b' \(names or indices 0\.\.2 of \['nose', "),
+        (["0-1", "0-3"], r"edge '0-3' is not two keypoints"),
+        ([[0, 5]], r"edge \[0, 5\] is not two keypoint indices 0\.\.2"),
+    ],
+)
+def test_a_skeleton_edge_that_is_not_two_keypoints_is_named(tmp_path, skeleton, match):
+    _people(tmp_path)
+    with pytest.raises(DataError, match=r"--format labelme: option skeleton: " + match):
+        LabelMeDataset(tmp_path, keypoints=["nose", "left_eye", "right_eye"], skeleton=skeleton)
+
+
+def test_a_skeleton_without_keypoints_is_an_error(tmp_path):
+    write_image(tmp_path / "a.png", 8, 8)
+    write_json(tmp_path / "a.json", labelme("a.png", [shape("cat", square(1, 1, 4, 4))], 8, 8))
+    assert LabelMeDataset(tmp_path).keypoint_spec is None
+    with pytest.raises(DataError, match=r"option skeleton=\['0-1'\], but .* has no keypoints"):
+        LabelMeDataset(tmp_path, skeleton=["0-1"])
+
+
+def test_each_keypoint_problem_names_file_shape_and_value(tmp_path):
+    write_image(tmp_path / "p.png", 20, 16)
+    shapes = [
+        point("nose", 3, 3, None),  # no group: no instance
+        point("nose", 3, 3, 4),  # group 4 has no shape with an area
+        point("left_eye", 4, 4, 4),
+        shape("person", square(1, 1, 9, 9), group_id=5),
+        point("nose", 3, 3, 5),
+        point("nose", 4, 3, 5),  # a second nose: the instance is left out
+        shape("person", square(10, 1, 18, 9), group_id=6),
+        shape("nose", [[12, 3], [13, 3]], "point", group_id=6),  # two points in one point shape
+        point("", 13, 3, 6),
+        point("left_eye", 25, 3, 6),  # outside the 20x16 image: left out
+        point("right_eye", 14, 4, 6),  # fine
+    ]
+    write_json(tmp_path / "p.json", labelme("p.png", shapes, 16, 20))
+    ds = LabelMeDataset(tmp_path)
+    where = f"{tmp_path / 'p.json'}, image p.png"
+    assert messages(ds) == [
+        f"error: {where}, shape 0 ('nose'): a point has no area; as a keypoint it needs the group_id of its "
+        "instance's shape",
+        f"error: {where}, group 4 (shapes 1, 2): keypoints without an instance: no polygon, rectangle, "
+        "circle or mask has their group_id",
+        f"error: {where}, group 5 (shapes 3, 4, 5): two points named 'nose' (shapes 4 and 5) in one instance",
+        f"error: {where}, shape 7 ('nose'): a point has points [[12, 3], [13, 3]]; expected one [x, y]",
+        f"error: {where}, shape 8 (''): label '' is not a keypoint name",
+    ]
+    assert messages(ds, "warning") == [
+        f"warning: {where}, group 6 (shapes 6, 7, 8, 9, 10): keypoint 0 (left_eye) at (25, 3) outside the "
+        "20x16 image; left out (v = 0)"
+    ]
+    assert ds.keypoint_spec.names == ("left_eye", "nose", "right_eye")
+    assert [a.ref for a in ds.records[0].annotations] == ["group 6 (shapes 6, 7, 8, 9, 10)"]
+    assert ds.load_keypoints(0).tolist() == [[[0, 0, 0], [0, 0, 0], [14, 4, 2]]]
+    with pytest.raises(DataError, match=r"shape 0 \('nose'\): a point has no area"):
+        LabelMeDataset(tmp_path, strict=True)

@@ -8,6 +8,7 @@ import pytest
 from maskrcnn.config import parse_value
 from maskrcnn.data import load_dataset
 from maskrcnn.data.dataset import DataError
+from maskrcnn.data.formats.labelme import LabelMeDataset
 from maskrcnn.data.formats.masks import InstancePngDataset
 from maskrcnn.data.formats.options import checked_options
 from maskrcnn.data.formats.via import ViaDataset
@@ -18,6 +19,22 @@ def test_a_text_for_a_list_of_texts_is_split_at_its_commas():
         options = checked_options("via", ViaDataset, {"class_names": parse_value(text)})
         assert options == {"class_names": ["balloon", "kite"]}, text
     assert checked_options("via", ViaDataset, {"class_names": "balloon"}) == {"class_names": ["balloon"]}
+
+
+def test_keypoint_names_and_skeleton_edges_from_the_command_line():
+    options = {
+        "keypoints": parse_value("nose,left_eye,right_eye"),
+        "skeleton": parse_value("nose-left_eye,0-2"),
+    }
+    assert checked_options("labelme", LabelMeDataset, options) == {
+        "keypoints": ["nose", "left_eye", "right_eye"],
+        "skeleton": ["nose-left_eye", "0-2"],
+    }
+    # YAML's index pairs pass as they are.
+    pairs = {"skeleton": parse_value("[[0, 1], [0, 2]]")}
+    assert checked_options("labelme", LabelMeDataset, pairs) == {"skeleton": [[0, 1], [0, 2]]}
+    with pytest.raises(DataError, match=r"option skeleton=\[\[0, 'x'\]\] should be a list of texts"):
+        checked_options("labelme", LabelMeDataset, {"skeleton": parse_value("[[0, x]]")})
 
 
 def test_a_single_value_for_a_list_becomes_a_list_of_one():

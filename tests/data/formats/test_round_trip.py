@@ -1,4 +1,5 @@
-"""Every reader -> COCO JSON -> the COCO reader gives the same images, masks, labels and class names."""
+"""Every reader -> COCO JSON -> the COCO reader gives the same images, masks, labels and class names, and
+for a dataset with keypoints the same keypoints, names, skeleton and mirror pairs."""
 
 import json
 from pathlib import Path
@@ -69,8 +70,60 @@ def _yolo(root: Path) -> tuple[str, Path, dict]:
     return "yolo", root / "data.yaml", {}
 
 
+def _labelme_keypoints(root: Path) -> tuple[str, Path, dict]:
+    rgb(root / "a.png", 24, 32)
+    shapes = [
+        {"label": "cat", "points": [[2, 2], [12, 20]], "group_id": 1, "shape_type": "rectangle"},
+        {"label": "left_ear", "points": [[4.5, 3]], "group_id": 1, "shape_type": "point"},
+        {"label": "right_ear", "points": [[9.25, 3.5]], "group_id": 1, "shape_type": "point"},
+        {"label": "dog", "points": [[20, 12], [28, 20]], "group_id": 2, "shape_type": "rectangle"},
+        {"label": "nose", "points": [[24, 14]], "group_id": 2, "shape_type": "point"},
+    ]
+    (root / "a.json").write_text(
+        json.dumps({"shapes": shapes, "imagePath": "a.png", "imageHeight": 24, "imageWidth": 32})
+    )
+    return "labelme", root, {"skeleton": ["left_ear-nose", "nose-right_ear"]}
+
+
+def _yolo_pose(root: Path) -> tuple[str, Path, dict]:
+    # Names that do not tell the mirror pairs (kp0, kp1, kp2): flip_idx must survive the conversion.
+    rgb(root / "images" / "train" / "y.png", 16, 32)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "y.txt").write_text(
+        "0 0.25 0.5 0.25 0.5 0.1875 0.25 2 0.3125 0.375 1 0 0 0\n1 0.75 0.5 0.25 0.5 0.75 0.5 2 0 0 0 0 0 0\n"
+    )
+    (root / "data.yaml").write_text(
+        "train: images/train\nnames: [a, b]\nkpt_shape: [3, 3]\nflip_idx: [0, 2, 1]\n"
+    )
+    return "yolo", root / "data.yaml", {}
+
+
+def _coco_keypoints(root: Path) -> tuple[str, Path, dict]:
+    rgb(root / "a.png", 16, 20)
+    names = ["nose", "left_eye", "right_eye"]
+    categories = [{"id": 1, "name": "person", "keypoints": names, "skeleton": [[1, 2], [1, 3]]}]
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": [],
+            "bbox": [2, 2, 8, 10],
+            "keypoints": [5, 4, 2, 3.5, 3.25, 1, 0, 0, 0],
+            "num_keypoints": 2,
+        },
+        {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [[12, 2, 18, 2, 18, 9, 12, 9]]},
+    ]
+    images = [{"id": 1, "file_name": "a.png", "height": 16, "width": 20}]
+    data = {"images": images, "annotations": anns, "categories": categories}
+    (root / "k.json").write_text(json.dumps(data))
+    return "coco", root / "k.json", {}
+
+
 @pytest.mark.parametrize(
-    "make", [_via, _labelme, _instance_png, _mask_dirs, _yolo], ids=lambda f: f.__name__[1:]
+    "make",
+    [_via, _labelme, _instance_png, _mask_dirs, _yolo, _labelme_keypoints, _yolo_pose, _coco_keypoints],
+    ids=lambda f: f.__name__[1:],
 )
 def test_round_trip(tmp_path, make):
     fmt, path, options = make(tmp_path / "src")
@@ -80,6 +133,12 @@ def test_round_trip(tmp_path, make):
     back = load_dataset("coco", out)
     assert back.class_names == source.class_names
     assert len(back) == len(source)
+    spec, spec_back = source.keypoint_spec, back.keypoint_spec
+    assert (spec is None) == (spec_back is None)
+    if spec is not None:
+        assert spec_back.names == spec.names
+        assert spec_back.skeleton == spec.skeleton
+        assert spec_back.flip_permutation() == spec.flip_permutation()
     total = 0
     for i in range(len(source)):
         image, target = source[i]
@@ -88,6 +147,10 @@ def test_round_trip(tmp_path, make):
         assert torch.equal(target["masks"], target_back["masks"])
         assert torch.equal(target["labels"], target_back["labels"])
         assert torch.equal(target["boxes"], target_back["boxes"])
+        assert target.keys() == target_back.keys()
+        if spec is not None:
+            assert target["keypoints"][..., 2].any()
+            assert torch.equal(target["keypoints"], target_back["keypoints"])
         total += len(target["labels"])
     assert total >= 2
     assert np.all([p.severity != "error" for p in back.problems])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from maskrcnn.config import parse_value
 from maskrcnn.data import DataError, load_dataset
 from maskrcnn.data.formats.yolo import YoloDataset, label_path
+from maskrcnn.data.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 from .writers_b import rgb
 
@@ -217,3 +220,115 @@ def test_label_files_without_an_image_are_a_warning(tmp_path: Path) -> None:
     assert _warnings(ds) == [
         f"2 label files have no image (not read): {labels / 'gone.txt'}, {labels / 'renamed.txt'}"
     ]
+
+
+# -- pose labels: class, box (cx cy w h), keypoints ----------------------------------------------------
+
+# The box centred at (8, 8), 8 x 8 pixels: x 4..12, y 4..12.
+BOX = f"{8 / W} {8 / H} {8 / W} {8 / H}"
+POSE_YAML = "train: images/train\nnames: [bird]\nkpt_shape: [3, 3]\nflip_idx: [0, 2, 1]\n"
+
+
+def test_pose_labels_with_visibility_names_and_flip_idx(tmp_path: Path) -> None:
+    # Points (6, 4) visible, (10, 6) hidden, the third not labelled (its numbers mean nothing).
+    _dataset(tmp_path, {"a": f"0 {BOX} {6 / W} {4 / H} 2 {10 / W} {6 / H} 1 0.5 0.5 0\n", "b": ""})
+    data = _yaml(tmp_path / "data.yaml", POSE_YAML + "kpt_names:\n  0: [head, wing_a, wing_b]\n")
+    ds = load_dataset("yolo", data, skeleton=parse_value("head-wing_a,head-wing_b"))
+    assert ds.problems == []
+    spec = ds.keypoint_spec
+    assert spec.names == ("head", "wing_a", "wing_b")
+    assert spec.flip_index == (0, 2, 1)  # the names alone would not tell
+    assert spec.skeleton == ((0, 1), (0, 2))
+    expected = torch.tensor([[[6, 4, 2], [10, 6, 1], [0, 0, 0]]], dtype=torch.float32)
+    assert torch.equal(ds.load_keypoints(0), expected)
+    _, target = ds[0]
+    assert torch.equal(target["keypoints"], expected)
+    # No outline in YOLO pose: the mask is the box.
+    box = torch.zeros(H, W, dtype=torch.uint8)
+    box[4:12, 4:12] = 1
+    assert torch.equal(target["masks"], box[None])
+    assert target["boxes"].tolist() == [[4, 4, 12, 12]]
+    assert ds[1][1]["keypoints"].shape == (0, 3, 3)  # an empty label file: a negative
+    assert YoloDataset(data).keypoint_spec.skeleton == ()  # no skeleton of its own
+
+
+def test_pose_labels_without_visibility(tmp_path: Path) -> None:
+    # kpt_shape [K, 2]: a point at (0, 0) or below zero is not labelled, the others are visible.
+    lines = [f"0 {BOX} {8 / W} {4 / H} 0 0", f"0 {BOX} -0.25 0.5 {24 / W} {12 / H}"]
+    _dataset(tmp_path, {"a": "\n".join(lines) + "\n"})
+    ds = YoloDataset(_yaml(tmp_path / "data.yaml", "train: images/train\nnames: [p]\nkpt_shape: [2, 2]\n"))
+    assert ds.problems == []
+    assert ds.keypoint_spec.names == ("kp0", "kp1")
+    assert ds.keypoint_spec.flip_permutation() == [0, 1]
+    assert ds.load_keypoints(0).tolist() == [[[8, 4, 2], [0, 0, 0]], [[0, 0, 0], [24, 12, 2]]]
+
+
+def test_pose_with_17_keypoints_and_no_names_is_coco_person(tmp_path: Path) -> None:
+    points = " ".join(f"{(k + 1) / W} {(k % 8 + 1) / H} 2" for k in range(17))
+    _dataset(tmp_path, {"a": f"0 {BOX} {points}\n"})
+    flip = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    data = _yaml(
+        tmp_path / "data.yaml",
+        f"train: images/train\nnames: [person]\nkpt_shape: [17, 3]\nflip_idx: {flip}\n",
+    )
+    ds = YoloDataset(data)
+    assert ds.keypoint_spec.names == COCO_KEYPOINT_NAMES
+    assert ds.keypoint_spec.skeleton == COCO_SKELETON
+    assert ds.keypoint_spec.flip_permutation() == flip
+    assert ds.load_keypoints(0)[0].tolist() == [[k + 1, k % 8 + 1, 2] for k in range(17)]
+
+
+def test_pose_bad_lines_are_instance_errors_with_line_numbers(tmp_path: Path) -> None:
+    lines = [
+        f"0 {BOX} 0.1 0.1 2",  # 1: one keypoint of three
+        f"0 {8 / W} {8 / H} 0 {8 / H} 0 0 0 0 0 0 0 0 0",  # 2: a box without width
+        f"0 {BOX} 0.25 0.25 3 0 0 0 0 0 0",  # 3: visibility 3
+        f"0 {BOX} 1.5 0.25 2 0.25 0.25 2 0 0 0",  # 4: a point outside the image: left out
+        f"0 {BOX} 0.25 x 2 0 0 0 0 0 0",  # 5: not a number
+    ]
+    _dataset(tmp_path, {"a": "\n".join(lines) + "\n"})
+    ds = YoloDataset(_yaml(tmp_path / "data.yaml", POSE_YAML))
+    where = f"{tmp_path / 'labels' / 'train' / 'a.txt'}, image images/train/a.png"
+    assert [str(p) for p in _errors(ds)] == [
+        f"error: {where}, line 1: 8 values; kpt_shape [3, 3] needs 14: the class, the box (cx cy w h) and "
+        "3 x (x y v)",
+        f"error: {where}, line 2: box width 0 / height {8 / H}: both must be positive",
+        f"error: {where}, line 3: keypoint 0 has visibility 3.0; expected 0 (not labelled), 1 (hidden) or 2 "
+        "(visible)",
+        f"error: {where}, line 5: non-numeric value 'x'",
+    ]
+    assert _warnings(ds) == [f"keypoint 0 (kp0) at (48, 4) outside the {W}x{H} image; left out (v = 0)"]
+    assert ds.load_keypoints(0).tolist() == [[[0, 0, 0], [8, 4, 2], [0, 0, 0]]]
+    with pytest.raises(DataError, match=r"a\.txt, image images/train/a\.png, line 1: 8 values"):
+        YoloDataset(_yaml(tmp_path / "data.yaml", POSE_YAML), strict=True)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("kpt_shape: [3, 4]\n", r"kpt_shape \[3, 4\] is not \[K, 2\] or \[K, 3\]"),
+        (
+            "kpt_shape: [3, 3]\nflip_idx: [0, 1]\n",
+            r"flip_idx \[0, 1\] is not a permutation of the keypoints 0\.\.2",
+        ),
+        ("kpt_shape: [2, 3]\nkpt_names: [a, b, c]\n", r"kpt_names \['a', 'b', 'c'\] is not 2 keypoint names"),
+        (
+            "kpt_shape: [2, 3]\nkpt_names: {0: [a, b], 1: [b, a]}\n",
+            r"kpt_names .* differ between classes; a dataset has one set of keypoints",
+        ),
+        ("kpt_shape: [2, 3]\nkpt_names: [a, a]\n", r"kpt_names: keypoint names repeat: \['a', 'a'\]"),
+    ],
+)
+def test_pose_yaml_problems(tmp_path: Path, extra: str, match: str) -> None:
+    _dataset(tmp_path, {"a": None})
+    data = _yaml(tmp_path / "data.yaml", "train: images/train\nnames: [p, q]\n" + extra)
+    with pytest.raises(DataError, match=re.escape(str(data)) + ": " + match):
+        YoloDataset(data)
+
+
+def test_a_skeleton_without_kpt_shape_is_an_error(tmp_path: Path) -> None:
+    _dataset(tmp_path, {"a": f"0 {RECT}\n"})
+    data = _yaml(tmp_path / "data.yaml", "train: images/train\nnames: [p]\n")
+    assert YoloDataset(data).keypoint_spec is None
+    with pytest.raises(DataError, match=r"--format yolo: option skeleton, but .* has no kpt_shape"):
+        YoloDataset(data, skeleton=["0-1"])

@@ -10,6 +10,7 @@ from torch import nn
 
 from maskrcnn.config import ModelConfig
 from maskrcnn.data import DataError, InstanceDataset
+from maskrcnn.data.keypoints import KeypointSpec
 from tests.modeling.helpers import tiny_config
 
 H, W = 40, 50  # not square: a transposed RLE would show
@@ -106,3 +107,54 @@ class Oracle(nn.Module):
     def forward(self, images):
         self.calls.append((self.training, torch.is_inference_mode_enabled(), len(images)))
         return [self.dets[round(float(image[0, 0, 0]) * 10)] for image in images]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Keypoints: three per rectangle, the last two labelled visible, the middle one labelled hidden.
+
+KEYPOINT_SPEC = KeypointSpec(("corner", "centre", "far"), skeleton=((0, 1), (1, 2)))
+
+
+def rect_keypoints(rect):
+    """``[(x, y, v)] * 3``: near the top-left corner, the centre (hidden), near the bottom-right one."""
+    y0, y1, x0, x1 = rect
+    return [(x0 + 2.0, y0 + 2.0, 2), ((x0 + x1) / 2, (y0 + y1) / 2, 1), (x1 - 2.0, y1 - 2.0, 2)]
+
+
+def scene_keypoints(objects):
+    """float ``[N, 3, 3]`` of one image's objects."""
+    return torch.tensor([rect_keypoints(o[1]) for o in objects], dtype=torch.float32).reshape(-1, 3, 3)
+
+
+class Landmarks(Rectangles):
+    """:class:`Rectangles` with :func:`rect_keypoints` on each object."""
+
+    def __init__(self, scene=SCENE, spec=KEYPOINT_SPEC, **kwargs):
+        super().__init__(scene, **kwargs)
+        self.keypoint_spec = spec
+
+    def load_keypoints(self, index):
+        return scene_keypoints(self.image_info[index]["objects"])
+
+
+def with_keypoints(dets, scene=SCENE, shift=0.0):
+    """``dets`` (one per image of ``scene``, one per object) with the objects' keypoints, ``shift``
+    pixels to the right, as a keypoint head gives them: ``(x, y, 1)`` and a score per keypoint."""
+    for det, objects in zip(dets, scene, strict=True):
+        points = scene_keypoints(objects)
+        points[..., 0] += shift
+        points[..., 2] = 1.0
+        det["keypoints"] = points
+        det["keypoints_scores"] = torch.full(points.shape[:2], 3.0)
+    return dets
+
+
+def without_masks(det):
+    """A detection as a keypoint-only model gives it: no ``masks``."""
+    return {key: value for key, value in det.items() if key != "masks"}
+
+
+def keypoint_detection(rects, labels, scores):
+    """A keypoint-only model's detection of rectangles: boxes, keypoints, no masks."""
+    scene = [[(label, rect) for label, rect in zip(labels, rects, strict=True)]]
+    return without_masks(with_keypoints([detection(rects, labels, scores)], scene)[0])

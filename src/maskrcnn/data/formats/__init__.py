@@ -59,10 +59,12 @@ def load_dataset(format: str | None, path: Any = None, **options: Any) -> Instan
     Args:
         format: one of :data:`FORMATS`, or ``None`` / ``"auto"`` to detect it from ``path``.
         path: what the format reads (a JSON file, a folder, a data YAML; ``None`` for ``shapes``).
-        **options: the reader's options (e.g. ``image_dir=`` for COCO, ``strict=True`` for all).
+        **options: the reader's options (e.g. ``image_dir=`` for COCO, ``keypoints=`` / ``skeleton=`` for
+            LabelMe, ``strict=True`` for all).
 
     Returns:
-        a dataset of ``(image, target)`` items with ``class_names``.
+        a dataset of ``(image, target)`` items with ``class_names`` (and a ``keypoint_spec`` when its
+        annotations have keypoints: COCO keypoints, LabelMe points, YOLO pose).
 
     Raises:
         DataError: an option the reader does not take (named with the ones it takes), or the data's own

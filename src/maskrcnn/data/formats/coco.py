@@ -1,15 +1,19 @@
-"""COCO instance annotations (``instances_*.json``): ``--format coco``.
+"""COCO instance annotations (``instances_*.json``) and person keypoints (``person_keypoints_*.json``):
+``--format coco``.
 
 Reads the JSON's ``images`` (``id``, ``file_name``, ``height``, ``width``), ``annotations`` (``id``,
-``image_id``, ``category_id``, ``segmentation``, ``iscrowd``) and ``categories`` (``id``, ``name``).
-A segmentation is a list of polygons (flat ``[x1, y1, x2, y2, ...]`` parts in pixels), a compressed RLE
-(``counts`` a string) or an uncompressed one (``counts`` a list of run lengths, as crowd regions are
-usually stored); ``bbox`` and ``area`` are not used, since boxes and areas are derived from the masks.
+``image_id``, ``category_id``, ``segmentation``, ``iscrowd``, and for keypoints ``keypoints``,
+``num_keypoints``) and ``categories`` (``id``, ``name``, and for keypoints ``keypoints``, the names, and
+``skeleton``, 1-based pairs). A segmentation is a list of polygons (flat ``[x1, y1, x2, y2, ...]`` parts in
+pixels), a compressed RLE (``counts`` a string) or an uncompressed one (``counts`` a list of run lengths,
+as crowd regions are usually stored); ``bbox`` and ``area`` are not used, since boxes and areas are derived
+from the masks (except for the box-only instances of a keypoint file, see :class:`CocoDataset`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,9 @@ from maskrcnn.data.dataset import (
     Transform,
     polygon_area,
 )
+from maskrcnn.data.formats.keypoint_values import box_polygon, checked_keypoints, keypoint_spec
 from maskrcnn.data.formats.locate import locate_images
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.ops import rle_area
 
 __all__ = ["CocoDataset", "is_id", "read_json"]
@@ -83,10 +89,26 @@ class CocoDataset(AnnotatedDataset):
     Errors (the instance, or the image, is left out and the problem kept in ``problems``; ``strict=True``
     raises :class:`DataError` instead): a duplicate image id (the later image), a duplicate annotation id
     (the later annotation), an annotation of an unknown image id or category id, an annotation without a
-    segmentation (bbox only), a degenerate polygon or RLE (see
+    segmentation (bbox only; but see keypoints below), a degenerate polygon or RLE (see
     :func:`~maskrcnn.data.dataset.check_annotation`), a missing or unreadable image, an image whose size
     differs from the JSON's. A malformed file (not JSON, no ``images`` list, bad ``categories``) raises
     :class:`DataError` whatever ``strict``.
+
+    Keypoints (COCO's person keypoints, or any others): when a category names its ``keypoints``, the
+    dataset has a :attr:`keypoint_spec` with those names and the category's ``skeleton`` (COCO's pairs are
+    1-based; the spec's 0-based), mirror pairs from the names (``left_*`` <-> ``right_*``; a
+    ``flip_index``, 0-based, on the category is read too: it is what :mod:`~maskrcnn.data.formats.export`
+    writes when the names do not tell the pairs). Every category that names keypoints must name the same
+    ones, in the same order (a :class:`DataError` naming them otherwise; the skeleton is the first's);
+    the others' annotations have no keypoints. An annotation's ``keypoints`` are checked by
+    :func:`~maskrcnn.data.formats.keypoint_values.checked_keypoints`: a wrong length, a value that is not
+    a finite number or a visibility other than 0, 1, 2 is an error for the annotation; a labelled point
+    outside the image becomes unlabelled, with a warning. An annotation without ``keypoints`` has none
+    labelled (zeros; so do COCO's crowd regions, ``num_keypoints`` 0). A ``num_keypoints`` other than the
+    count of labelled points (``v > 0``) is a warning. Keypoint files hold people with a box and no outline:
+    in a file with keypoints, an annotation without ``segmentation`` takes its ``bbox`` as its outline
+    (its mask is then that rectangle; one warning counts them). Annotations' keypoints in a file where no
+    category names its keypoints cannot be read (no names, no count): a warning, and they are left out.
 
     Args:
         path: the JSON file.
@@ -126,6 +148,7 @@ class CocoDataset(AnnotatedDataset):
             raise DataError(f"{path}: 'annotations' is {type(annotations).__name__}; expected a list")
         category_ids, class_names = _read_categories(path, data.get("categories"))
         label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
+        spec, keypoint_categories = _read_keypoint_spec(path, data["categories"])
 
         log = ProblemLog(str(path), strict=strict)
         names = [
@@ -158,6 +181,8 @@ class CocoDataset(AnnotatedDataset):
             records[key] = record
 
         seen: set[int | str] = set()
+        box_only: list[str] = []  # keypoint instances outlined by their bbox
+        unnamed: list[str] = []  # keypoints in a file whose categories name none
         for index, entry in enumerate(annotations):
             if not isinstance(entry, dict):
                 log.report(
@@ -196,19 +221,53 @@ class CocoDataset(AnnotatedDataset):
                     annotation=ref,
                 )
                 continue
-            segmentation = _segmentation(entry.get("segmentation"), log, image_ref, ref)
+            outline = entry.get("segmentation")
+            from_box = spec is not None and outline in (None, [], {})
+            if from_box:
+                segmentation = _box_outline(entry.get("bbox"), log, image_ref, ref)
+            else:
+                segmentation = _segmentation(outline, log, image_ref, ref)
             if segmentation is None:
                 continue
+            keypoints = None
+            if entry.get("keypoints") is not None:
+                if spec is None:
+                    unnamed.append(ref)
+                elif category_id not in keypoint_categories:
+                    log.report(
+                        "warning",
+                        f"category {category_id} names no keypoints; the annotation's keypoints are left out",
+                        image=image_ref,
+                        annotation=ref,
+                    )
+                else:
+                    keypoints = _keypoints(entry, spec, record, log, ref)
+                    if keypoints is None:
+                        continue
             annotation = Annotation(
                 label=label_of[category_id],
                 segmentation=segmentation,
                 iscrowd=bool(entry.get("iscrowd", 0)),
                 ref=ref,
+                keypoints=keypoints,
             )
-            if log.add_annotation(record, annotation):
-                for message in _stored_disagreements(entry, segmentation):
-                    log.report("warning", message, image=image_ref, annotation=ref)
+            if not log.add_annotation(record, annotation):
+                continue
+            if from_box:
+                box_only.append(ref)
+                continue  # its box is its outline: nothing to disagree with
+            for message in _stored_disagreements(entry, segmentation):
+                log.report("warning", message, image=image_ref, annotation=ref)
 
+        log.report_many(
+            "warning", "annotations have no segmentation: their boxes are their outlines (masks)", box_only
+        )
+        log.report_many(
+            "warning",
+            "annotations have keypoints but no category names its keypoints (categories[].keypoints); "
+            "keypoints left out",
+            unnamed,
+        )
         log.report_empty_classes(list(records.values()), class_names, category_ids)
         super().__init__(
             list(records.values()),
@@ -216,6 +275,7 @@ class CocoDataset(AnnotatedDataset):
             problems=log.problems,
             source=str(path),
             category_ids=category_ids,
+            keypoint_spec=spec,
             transforms=transforms,
         )
 
@@ -341,6 +401,98 @@ def _read_categories(path: Path, categories: Any) -> tuple[list[int], list[str]]
         names[cid] = name
     ids = sorted(names)
     return ids, [names[cid] for cid in ids]
+
+
+def _read_keypoint_spec(path: Path, categories: list[dict[str, Any]]) -> tuple[KeypointSpec | None, set[int]]:
+    """The keypoints the categories name (``None``: none does) and the ids of the categories naming them.
+
+    Raises:
+        DataError: malformed ``keypoints`` / ``skeleton`` / ``flip_index``, or categories naming different
+            keypoints.
+    """
+    spec: KeypointSpec | None = None
+    first = ""
+    ids: set[int] = set()
+    for index, category in enumerate(categories):
+        names = category.get("keypoints")
+        if names is None or names == []:
+            continue
+        where = f"{path}: categories[{index}] ({category['name']!r})"
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise DataError(f"{where}: keypoints {names!r:.80} is not a list of keypoint names")
+        skeleton = category.get("skeleton") or []
+        if not isinstance(skeleton, list) or not all(
+            isinstance(e, list) and len(e) == 2 and all(is_int(v) and 1 <= v <= len(names) for v in e)
+            for e in skeleton
+        ):
+            raise DataError(
+                f"{where}: skeleton {skeleton!r:.80} is not a list of 1-based [a, b] pairs of its "
+                f"{len(names)} keypoints (1..{len(names)})"
+            )
+        flip = category.get("flip_index")
+        if flip is not None and not (isinstance(flip, list) and all(is_int(v) for v in flip)):
+            raise DataError(f"{where}: flip_index {flip!r:.80} is not a list of 0-based keypoint indices")
+        found = keypoint_spec(names, [(a - 1, b - 1) for a, b in skeleton], flip, where=where)
+        if spec is None:
+            spec, first = found, f"categories[{index}] ({category['name']!r})"
+        elif found.names != spec.names:
+            raise DataError(
+                f"{where}: keypoints {list(found.names)} differ from those of {first} {list(spec.names)}; a "
+                "dataset has one set of keypoints"
+            )
+        ids.add(category["id"])
+    return spec, ids
+
+
+def _keypoints(
+    entry: dict[str, Any], spec: KeypointSpec, record: ImageRecord, log: ProblemLog, ref: str
+) -> list[float] | None:
+    """The annotation's checked keypoints (``None``: an error, reported); a warning when its
+    ``num_keypoints`` is not the count of labelled points."""
+    values = entry["keypoints"]
+    if not isinstance(values, list):
+        log.report(
+            "error",
+            f"keypoints {values!r:.60} is not a list [x1, y1, v1, ...]",
+            image=record.ref,
+            annotation=ref,
+        )
+        return None
+    keypoints = checked_keypoints(
+        values, spec, record.height, record.width, log, image=record.ref, annotation=ref
+    )
+    stated = entry.get("num_keypoints")
+    if keypoints is not None and is_int(stated):
+        labelled = sum(1 for v in values[2::3] if v > 0)  # the file's own count, before any clean-up
+        if stated != labelled:
+            log.report(
+                "warning",
+                f"num_keypoints {stated} but {labelled} keypoints are labelled (v > 0)",
+                image=record.ref,
+                annotation=ref,
+            )
+    return keypoints
+
+
+def _box_outline(bbox: Any, log: ProblemLog, image: str, ref: str) -> Segmentation | None:
+    """A box-only annotation's ``bbox`` ``[x, y, w, h]`` as its rectangle polygon, or ``None`` (an error
+    reported)."""
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(is_number(v) and math.isfinite(v) for v in bbox)
+        and bbox[2] > 0
+        and bbox[3] > 0
+    ):
+        log.report(
+            "error",
+            f"no segmentation, and its bbox {bbox!r:.60} is not [x, y, w, h] with w, h > 0",
+            image=image,
+            annotation=ref,
+        )
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    return box_polygon(x, y, x + w, y + h)
 
 
 def _segmentation(value: Any, log: ProblemLog, image: str, ref: str) -> Segmentation | None:

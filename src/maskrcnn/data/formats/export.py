@@ -3,7 +3,9 @@ COCO dict (``maskrcnn convert --from FORMAT SRC --to coco OUT`` writes it; evalu
 
 Every instance is written as the mask the dataset's items hold, in compressed RLE: reading the file back
 with the COCO reader gives the same masks pixel for pixel, whatever the source format stored (polygons,
-label images, mask files). Boxes and areas are those of the masks.
+label images, mask files). Boxes and areas are those of the masks. A dataset with keypoints (a
+``keypoint_spec``) is written as COCO writes person keypoints, so that it reads back the same: see
+:class:`CocoBuilder`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor
 
 from maskrcnn.data.dataset import DataError, base_dataset, resolve_index, stored_items
 from maskrcnn.data.formats import load_dataset
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.io import write_json
 from maskrcnn.ops.masks import rle_encode
 
@@ -37,21 +40,36 @@ class CocoBuilder:
     ``id`` 1.., ``image_id``, ``category_id``, ``segmentation`` (compressed RLE, ``counts`` a str),
     ``area`` (mask pixels, an int), ``bbox`` ``[x, y, w, h]`` (the target's box) and ``iscrowd``.
 
+    With a ``keypoint_spec``, as COCO's person keypoints: every category gets ``keypoints`` (the names) and
+    ``skeleton`` (1-based pairs), and ``flip_index`` (0-based; not COCO's, the COCO reader's) when the
+    mirror pairs are not those the names imply (YOLO's ``flip_idx`` for ``kp0, kp1, ...``), so that a
+    flip still swaps the right points after a conversion; every annotation gets ``keypoints`` (the
+    target's, flat ``[x1, y1, v1, ...]``, ``v`` an int) and ``num_keypoints`` (how many have ``v > 0``).
+
     Args:
         class_names: names of labels 1..K.
         category_ids: the category id of each label (index 0 for label 1): the ids written out.
+        keypoint_spec: the dataset's keypoints (``None``: none).
 
     Raises:
         DataError: not as many category ids as classes.
     """
 
-    def __init__(self, class_names: Sequence[str], category_ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        category_ids: Sequence[int],
+        *,
+        keypoint_spec: KeypointSpec | None = None,
+    ) -> None:
         if len(category_ids) != len(class_names):
             raise DataError(f"{len(category_ids)} category ids for {len(class_names)} classes")
         self.class_names = [str(n) for n in class_names]
         self.category_ids = [int(c) for c in category_ids]
+        self.keypoint_spec = keypoint_spec
         self.categories = [
-            {"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names, strict=True)
+            {"id": c, "name": n, **_keypoint_fields(keypoint_spec)}
+            for c, n in zip(self.category_ids, self.class_names, strict=True)
         ]
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -60,9 +78,11 @@ class CocoBuilder:
     @classmethod
     def for_dataset(cls, dataset: Any) -> CocoBuilder:
         """An empty builder with the classes and category ids of ``dataset`` (or of the dataset under a
-        ``Subset``): ``coco_category_ids()``, the annotation file's own ids."""
+        ``Subset``): ``coco_category_ids()``, the annotation file's own ids, and its ``keypoint_spec``."""
         base = base_dataset(dataset)
-        return cls(base.class_names, base.coco_category_ids())
+        return cls(
+            base.class_names, base.coco_category_ids(), keypoint_spec=getattr(base, "keypoint_spec", None)
+        )
 
     def add(
         self,
@@ -80,13 +100,15 @@ class CocoBuilder:
             image_id: the image's COCO id (distinct across the builder).
             height, width: the image's size.
             target: ``masks`` uint8 ``[N, H, W]``, ``boxes`` xyxy ``[N, 4]``, ``labels`` ``[N]`` in 1..K
-                and optionally ``iscrowd`` ``[N]``.
+                and optionally ``iscrowd`` ``[N]``; with a keypoint spec, ``keypoints`` float ``[N, K, 3]``.
             file_name: default ``image_<id>.png`` (a name to save an image without a file under).
             reference: how messages name the image (its path, say).
 
         Raises:
-            DataError: ``image_id`` is taken.
+            DataError: ``image_id`` is taken; the builder has a keypoint spec and the target no keypoints
+                of its shape.
         """
+        keypoints = self._keypoints(image_id, target, reference)
         self._claim(image_id, reference)
         self.images.append(
             {
@@ -102,26 +124,51 @@ class CocoBuilder:
         crowd = target.get("iscrowd")
         if crowd is None:
             crowd = torch.zeros(len(masks), dtype=torch.int64)
-        for rle, area, box, label, iscrowd in zip(
-            rle_encode(masks),
-            masks.flatten(1).sum(1).tolist(),
-            target["boxes"].tolist(),
-            target["labels"].tolist(),
-            crowd.tolist(),
-            strict=True,
+        for k, (rle, area, box, label, iscrowd) in enumerate(
+            zip(
+                rle_encode(masks),
+                masks.flatten(1).sum(1).tolist(),
+                target["boxes"].tolist(),
+                target["labels"].tolist(),
+                crowd.tolist(),
+                strict=True,
+            )
         ):
             x0, y0, x1, y1 = box
-            self.annotations.append(
-                {
-                    "id": len(self.annotations) + 1,  # COCOeval needs ids; 0 would be taken for "none"
-                    "image_id": image_id,
-                    "category_id": self.category_ids[int(label) - 1],
-                    "segmentation": rle,
-                    "area": int(area),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "iscrowd": int(iscrowd),
-                }
+            annotation = {
+                "id": len(self.annotations) + 1,  # COCOeval needs ids; 0 would be taken for "none"
+                "image_id": image_id,
+                "category_id": self.category_ids[int(label) - 1],
+                "segmentation": rle,
+                "area": int(area),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "iscrowd": int(iscrowd),
+            }
+            if keypoints is not None:
+                points = keypoints[k]
+                annotation["keypoints"] = [v for x, y, vis in points for v in (x, y, int(vis))]
+                annotation["num_keypoints"] = sum(1 for _, _, vis in points if vis > 0)
+            self.annotations.append(annotation)
+
+    def _keypoints(
+        self, image_id: int, target: Mapping[str, Tensor], reference: str
+    ) -> list[list[list[float]]] | None:
+        """The target's keypoints as ``[N][K][3]`` lists (``None`` without a keypoint spec).
+
+        Raises:
+            DataError: they are missing, or not ``[N, K, 3]``.
+        """
+        if self.keypoint_spec is None:
+            return None
+        k, n = self.keypoint_spec.num_keypoints, len(target["masks"])
+        keypoints = target.get("keypoints")
+        if keypoints is None or tuple(keypoints.shape) != (n, k, 3):
+            got = "none" if keypoints is None else list(keypoints.shape)
+            raise DataError(
+                f"{reference or f'image {image_id}'}: the dataset has {k} keypoints, its target keypoints "
+                f"{got}; expected [{n}, {k}, 3]"
             )
+        return keypoints.tolist()
 
     def extend(self, other: CocoBuilder) -> None:
         """Add ``other``'s images and annotations after this builder's (annotations renumbered): e.g. the
@@ -147,6 +194,20 @@ class CocoBuilder:
             which = f"{reference} and {previous}" if reference and previous else "two images"
             raise DataError(f"{which} share image_id {image_id}; COCO needs distinct ids")
         self._references[image_id] = reference
+
+
+def _keypoint_fields(spec: KeypointSpec | None) -> dict[str, Any]:
+    """A category's ``keypoints``, ``skeleton`` (1-based, as COCO's) and, when the names do not imply
+    the mirror pairs, ``flip_index``; nothing without keypoints."""
+    if spec is None:
+        return {}
+    fields: dict[str, Any] = {
+        "keypoints": list(spec.names),
+        "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton],
+    }
+    if spec.flip_permutation() != KeypointSpec(spec.names).flip_permutation():
+        fields["flip_index"] = spec.flip_permutation()
+    return fields
 
 
 def _file_name(

@@ -2,7 +2,8 @@
 
 Each file is ``{"version", "flags", "shapes": [...], "imagePath", "imageData", "imageHeight",
 "imageWidth"}``; a shape is ``{"label", "points": [[x, y], ...], "group_id", "shape_type", "flags"}``
-(plus ``"mask"``, a base64 PNG, for LabelMe 5's mask shapes), with coordinates in image pixels.
+(plus ``"mask"``, a base64 PNG, for LabelMe 5's mask shapes), with coordinates in image pixels. ``point``
+shapes are keypoints of the instance whose shape has their ``group_id``, named by their ``label``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,15 @@ from maskrcnn.data.dataset import (
     check_annotation,
 )
 from maskrcnn.data.formats.coco import is_int, is_number, read_json
+from maskrcnn.data.formats.keypoint_values import (
+    box_polygon,
+    checked_keypoints,
+    keypoint_spec,
+    skeleton_pairs,
+)
 from maskrcnn.data.formats.via import ellipse_polygon
 from maskrcnn.data.image_io import ImageError, read_image_bytes
+from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.ops import polygons_to_mask, rle_decode, rle_encode
 
 __all__ = ["LabelMeDataset"]
@@ -61,12 +70,27 @@ class LabelMeDataset(AnnotatedDataset):
     "ignore" and "background" labels); the classes are ``class_names`` when given (other labels are
     errors), else every label found, sorted.
 
+    Keypoints: a ``point`` shape with a ``group_id`` is a keypoint of the instance its group's other
+    shapes make (a rectangle or polygon around a person and a point per joint, all with one
+    ``group_id``); its ``label`` is the keypoint's name (not a class), and it is visible (``v = 2``:
+    LabelMe has no "hidden"). The dataset has keypoints (a :attr:`keypoint_spec`) when ``keypoints`` is
+    given or any point has a group: the names are ``keypoints`` in their order, else every grouped point's
+    label, sorted; mirror pairs come from the names (``left_*`` <-> ``right_*``), the skeleton from
+    ``skeleton``. A keypoint an instance has no point for is unlabelled (``v = 0``). Errors: a point
+    without ``group_id`` (it has no instance), a group with points but no shape with an area, two points
+    of one name in a group (the instance is left out: which one is right is not known). Warnings: a point
+    named otherwise than ``keypoints`` (ignored), a point outside the image (left out, see
+    :func:`~maskrcnn.data.formats.keypoint_values.checked_keypoints`).
+
     Args:
         path: the folder (or a single LabelMe JSON file).
         strict: raise :class:`DataError` at the first error instead of skipping what it concerns.
         transforms: ``(image, target) -> (image, target)`` augmentation.
         ignore_labels: labels dropped silently.
         class_names: the classes and their order (labels 1..K).
+        keypoints: the keypoint names and their order (``-o keypoints=nose,left_eye,right_eye``).
+        skeleton: the pairs of keypoints joined in pictures: ``a-b`` texts of names or 0-based indices
+            (``-o skeleton=nose-left_eye,nose-right_eye`` or ``0-1,0-2``), or index pairs ``[[0, 1]]``.
     """
 
     def __init__(
@@ -77,6 +101,8 @@ class LabelMeDataset(AnnotatedDataset):
         transforms: Transform | None = None,
         ignore_labels: Sequence[str] = ("__ignore__", "_background_"),
         class_names: Sequence[str] | None = None,
+        keypoints: Sequence[str] | None = None,
+        skeleton: Sequence[str] | Sequence[Sequence[int]] | None = None,
     ) -> None:
         path = Path(path)
         if path.is_dir():
@@ -90,42 +116,120 @@ class LabelMeDataset(AnnotatedDataset):
         ignored = set(ignore_labels)
         fixed = list(class_names) if class_names is not None else None
 
-        problems: list[Problem] = []
+        wanted = list(keypoints) if keypoints is not None else None
+        logs: list[ProblemLog] = []  # one per file; gathered at the end (keypoints are checked last)
         found: set[str] = set()
-        pending: list[tuple[Annotation, str]] = []  # labels are set once every class is known
+        point_names: set[str] = set()
+        pending: list[_Pending] = []  # labels and keypoints are set once every name is known
         records: list[ImageRecord] = []
         for index, file in enumerate(files):
             log = ProblemLog(str(file), strict=strict)  # each file is its problems' source
+            logs.append(log)
             data = read_json(file, _EXPECTED)
             if not (isinstance(data, dict) and isinstance(data.get("shapes"), list)):
                 if len(files) == 1 and file == path:
                     raise DataError(f"{file}: no 'shapes' list; expected {_EXPECTED}")
                 log.report("warning", f"not a LabelMe file (no 'shapes' list); skipped: {_keys(data)}")
-                problems += log.problems
                 continue
             shapes = [s if isinstance(s, dict) else {} for s in data["shapes"]]
-            labels = [_label_of(shape, fixed) for shape in shapes]
-            # Classes come from every shape of every file, so a missing image does not change them.
-            found.update(name for name, problem in labels if not problem and name not in ignored)
+            labels = [
+                _keypoint_label(shape) if _is_point(shape) else _label_of(shape, fixed) for shape in shapes
+            ]
+            # Classes come from every shape of every file, so a missing image does not change them; so do
+            # the keypoint names.
+            for shape, (name, problem) in zip(shapes, labels, strict=True):
+                if problem or name in ignored:
+                    continue
+                if not _is_point(shape):
+                    found.add(name)
+                elif shape.get("group_id") is not None:
+                    point_names.add(name)
             record = _record(file, index, data, log)
             if record is not None and log.check_image(record):
                 records.append(record)
-                pending += _read_shapes(record, shapes, labels, ignored, log)
-            problems += log.problems
+                pending += _read_shapes(record, shapes, labels, ignored, wanted, log)
 
         names = fixed if fixed is not None else sorted(found)
         label_of = {name: k + 1 for k, name in enumerate(names)}
-        for annotation, name in pending:
-            annotation.label = label_of[name]
+        spec = self._keypoint_spec(path, wanted, sorted(point_names), skeleton)
+        for item in pending:
+            item.annotation.label = label_of[item.name]
+            if spec is not None:
+                item.annotation.keypoints = _keypoint_list(item, spec)
         folder_log = ProblemLog(str(path), strict=strict)
         folder_log.report_empty_classes(records, names)
+        problems: list[Problem] = [p for log in logs for p in log.problems]
         super().__init__(
-            records, names, problems=problems + folder_log.problems, source=str(path), transforms=transforms
+            records,
+            names,
+            problems=problems + folder_log.problems,
+            source=str(path),
+            keypoint_spec=spec,
+            transforms=transforms,
         )
+
+    @staticmethod
+    def _keypoint_spec(
+        path: Path,
+        wanted: list[str] | None,
+        found: list[str],
+        skeleton: Sequence[str] | Sequence[Sequence[int]] | None,
+    ) -> KeypointSpec | None:
+        """The keypoints: ``wanted`` (the option), else the grouped points' names; ``None`` without
+        either."""
+        names = wanted if wanted is not None else found
+        if not names:
+            if skeleton:
+                raise DataError(
+                    f"--format labelme: option skeleton={list(skeleton)!r}, but {path} has no keypoints (no "
+                    "point shape with a group_id, and no option keypoints)"
+                )
+            return None
+        where = "--format labelme: option skeleton"
+        edges = skeleton_pairs(skeleton, names, where=where) if skeleton else []
+        return keypoint_spec(names, edges, where=f"--format labelme: keypoints {names}")
+
+
+@dataclass
+class _Pending:
+    """An instance read, waiting for its class label and keypoints until every file is read."""
+
+    annotation: Annotation
+    name: str  # its class
+    points: dict[str, tuple[float, float]]  # keypoint name -> (x, y)
+    record: ImageRecord
+    log: ProblemLog
+
+
+def _keypoint_list(item: _Pending, spec: KeypointSpec) -> list[float] | None:
+    """The instance's points as COCO's flat list in the spec's order (visible, ``v = 2``; a name without a
+    point unlabelled), checked against the image (see
+    :func:`~maskrcnn.data.formats.keypoint_values.checked_keypoints`)."""
+    flat: list[float] = []
+    for name in spec.names:
+        x, y = item.points.get(name, (0.0, 0.0))
+        flat += [x, y, 2.0 if name in item.points else 0.0]
+    record = item.record
+    # Never None: the values are numbers and visibilities LabelMe gave (the points were checked as read).
+    return checked_keypoints(
+        flat, spec, record.height, record.width, item.log, image=record.ref, annotation=item.annotation.ref
+    )
 
 
 def _keys(data: Any) -> str:
     return f"keys {sorted(data)[:8]}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+
+
+def _is_point(shape: dict[str, Any]) -> bool:
+    return shape.get("shape_type") == "point"
+
+
+def _keypoint_label(shape: dict[str, Any]) -> tuple[str, str]:
+    """A point's keypoint name ``(name, "")``, or ``("", problem)``."""
+    label = shape.get("label")
+    if not isinstance(label, str) or not label.strip():
+        return "", f"label {label!r} is not a keypoint name"
+    return label, ""
 
 
 def _label_of(shape: dict[str, Any], fixed: list[str] | None) -> tuple[str, str]:
@@ -204,7 +308,7 @@ def _geometry(shape: dict[str, Any], height: int, width: int) -> tuple[Segmentat
         (x1, y1), (x2, y2) = points
         x1, x2 = sorted((x1, x2))
         y1, y2 = sorted((y1, y2))
-        return [[x1, y1, x2, y1, x2, y2, x1, y2]], ""
+        return box_polygon(x1, y1, x2, y2), ""
     if kind == "circle":
         if len(points) != 2:
             return None, f"circle has {len(points)} points; expected the centre and a point on the circle"
@@ -217,6 +321,8 @@ def _geometry(shape: dict[str, Any], height: int, width: int) -> tuple[Segmentat
         return [ellipse_polygon(cx, cy, r, r)], ""
     if kind == "mask":
         return _mask_shape(shape, points, height, width)
+    if kind == "point":
+        return None, "a point has no area; as a keypoint it needs the group_id of its instance's shape"
     if kind in _NO_AREA:
         return None, f"a {kind} has no area; instance segmentation needs a polygon, rectangle, circle or mask"
     return None, f"unknown shape_type {kind!r}"
@@ -259,9 +365,11 @@ def _read_shapes(
     shapes: list[dict[str, Any]],
     labels: list[tuple[str, str]],
     ignored: set[str],
+    keypoints: list[str] | None,
     log: ProblemLog,
-) -> list[tuple[Annotation, str]]:
-    """Add the image's usable instances to ``record``; returns them with their class names."""
+) -> list[_Pending]:
+    """Add the image's usable instances to ``record``; returns them with their class names and points
+    (``keypoints``: the names asked for, ``None``: any)."""
     if record.height is None or record.width is None:
         raise RuntimeError(f"{record.ref}: image size unknown after check_image")  # check_image sets it
     height, width = record.height, record.width
@@ -284,7 +392,7 @@ def _read_shapes(
     def ref(k: int) -> str:
         return f"shape {k} ({shapes[k].get('label')!r})"
 
-    out: list[tuple[Annotation, str]] = []
+    out: list[_Pending] = []
     for item in order:
         if isinstance(item, int):
             name, problem = labels[item]
@@ -294,10 +402,12 @@ def _read_shapes(
                 continue
             annotation = Annotation(label=0, segmentation=segmentation, ref=ref(item))
             if log.add_annotation(record, annotation):
-                out.append((annotation, name))
+                out.append(_Pending(annotation, name, {}, record, log))
             continue
         members = groups[item]
         group_ref = f"group {item[1]} (shapes {', '.join(map(str, members))})"
+        points = [k for k in members if _is_point(shapes[k])]
+        members = [k for k in members if not _is_point(shapes[k])]
         names = {labels[k][0] for k in members if labels[k][0]}
         if len(names) > 1:
             found = ", ".join(f"{shapes[k].get('label')!r} (shape {k})" for k in members)
@@ -307,6 +417,17 @@ def _read_shapes(
                 image=record.ref,
                 annotation=group_ref,
             )
+            continue
+        if points and not members:
+            log.report(
+                "error",
+                "keypoints without an instance: no polygon, rectangle, circle or mask has their group_id",
+                image=record.ref,
+                annotation=group_ref,
+            )
+            continue
+        located = _group_points(shapes, labels, points, keypoints, record.ref, group_ref, log)
+        if located is None:
             continue
         parts: list[Segmentation] = []
         for k in members:
@@ -326,8 +447,51 @@ def _read_shapes(
         annotation = Annotation(label=0, segmentation=_union(parts, height, width), ref=group_ref)
         # The parts were checked one by one; their union is valid, so it goes in without a second report.
         record.annotations.append(annotation)
-        out.append((annotation, names.pop()))
+        out.append(_Pending(annotation, names.pop(), located, record, log))
     return out
+
+
+def _group_points(
+    shapes: list[dict[str, Any]],
+    labels: list[tuple[str, str]],
+    points: list[int],
+    keypoints: list[str] | None,
+    image: str,
+    group_ref: str,
+    log: ProblemLog,
+) -> dict[str, tuple[float, float]] | None:
+    """A group's point shapes as ``{keypoint name: (x, y)}``; ``None`` (an error reported) when two name
+    the same keypoint. A malformed point is an error of its own (and left out), a point not among
+    ``keypoints`` a warning (ignored)."""
+    located: dict[str, tuple[float, float]] = {}
+    first: dict[str, int] = {}
+    for k in points:
+        where = f"shape {k} ({shapes[k].get('label')!r})"
+        name, problem = labels[k]
+        xy = _points(shapes[k])
+        if not problem and (xy is None or len(xy) != 1):
+            problem = f"a point has points {shapes[k].get('points')!r:.60}; expected one [x, y]"
+        if problem:
+            log.report("error", problem, image=image, annotation=where)
+            continue
+        if keypoints is not None and name not in keypoints:
+            log.report(
+                "warning",
+                f"point {name!r} is not one of keypoints {keypoints}; ignored",
+                image=image,
+                annotation=where,
+            )
+            continue
+        if name in located:
+            log.report(
+                "error",
+                f"two points named {name!r} (shapes {first[name]} and {k}) in one instance",
+                image=image,
+                annotation=group_ref,
+            )
+            return None
+        located[name], first[name] = xy[0], k  # type: ignore[index]  # one point: checked above
+    return located
 
 
 def _union(parts: list[Segmentation], height: int, width: int) -> Segmentation:

@@ -1,4 +1,4 @@
-"""Reader for YOLO segmentation datasets in the Ultralytics layout (``yolo``).
+"""Reader for YOLO segmentation and pose datasets in the Ultralytics layout (``yolo``).
 
 A data YAML names the root and the splits::
 
@@ -11,6 +11,15 @@ For an image ``.../images/<sub>/x.jpg`` the labels are in ``.../labels/<sub>/x.t
 component of the path replaced by ``labels``; an image path without one has its label file beside it). A
 label line is ``class x1 y1 x2 y2 ...``: a class index into ``names`` and one polygon, with coordinates
 normalised to 0..1 by the image's width and height.
+
+A pose dataset's YAML also says how many keypoints each object has and how a mirror image swaps them::
+
+    kpt_shape: [17, 3]           # keypoints, and 3 numbers each (x y visibility) or 2 (x y)
+    flip_idx: [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    kpt_names: {0: [nose, left_eye, ...]}   # optional (Ultralytics 8.3): per class, or one list
+
+and its label lines are ``class cx cy w h x1 y1 v1 x2 y2 v2 ...`` (or ``... x1 y1 x2 y2 ...``): a box
+(centre and size) and the keypoints, normalised like the polygons.
 """
 
 from __future__ import annotations
@@ -31,7 +40,14 @@ from maskrcnn.data.dataset import (
     ProblemLog,
     Transform,
 )
+from maskrcnn.data.formats.keypoint_values import (
+    box_polygon,
+    checked_keypoints,
+    keypoint_spec,
+    skeleton_pairs,
+)
 from maskrcnn.data.image_io import is_image_file
+from maskrcnn.data.keypoints import KeypointSpec
 
 __all__ = ["YoloDataset", "label_path"]
 
@@ -70,8 +86,67 @@ def _class_names(data: dict[str, Any], source: Path) -> list[str]:
     raise DataError(f"{source}: 'names' must be a list or a dict, got {type(names).__name__}")
 
 
+def _pose(data: dict[str, Any], source: Path, skeleton: Any) -> tuple[KeypointSpec, int] | None:
+    """A pose dataset's keypoints and the numbers per keypoint of its label lines (2 or 3), from the
+    YAML's ``kpt_shape``, ``flip_idx`` and ``kpt_names`` and the ``skeleton`` option; ``None``: the YAML
+    has no ``kpt_shape`` (a segmentation dataset)."""
+    shape = data.get("kpt_shape")
+    if shape is None:
+        if skeleton:
+            raise DataError(f"--format yolo: option skeleton, but {source} has no kpt_shape (no keypoints)")
+        return None
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        and shape[0] > 0
+        and shape[1] in (2, 3)
+    ):
+        raise DataError(
+            f"{source}: kpt_shape {shape!r} is not [K, 2] or [K, 3] (keypoints, and x y or x y visibility)"
+        )
+    k, dims = shape
+    names = _keypoint_names(data.get("kpt_names"), k, source)
+    default = KeypointSpec.default(k)  # COCO's person keypoints for 17, else kp0, kp1, ...
+    flip = data.get("flip_idx")
+    if flip is not None and not (
+        isinstance(flip, list) and all(isinstance(v, int) for v in flip) and sorted(flip) == list(range(k))
+    ):
+        raise DataError(f"{source}: flip_idx {flip!r:.80} is not a permutation of the keypoints 0..{k - 1}")
+    names = names if names is not None else list(default.names)
+    if skeleton:
+        edges = skeleton_pairs(skeleton, names, where="--format yolo: option skeleton")
+    else:
+        edges = list(default.skeleton) if tuple(names) == default.names else []
+    return keypoint_spec(names, edges, flip, where=f"{source}: kpt_names"), dims
+
+
+def _keypoint_names(value: Any, k: int, source: Path) -> list[str] | None:
+    """``kpt_names`` as one list of ``k`` names (``None``: not given). Ultralytics writes a dict ``{class
+    index: [names]}``; a list of such lists, or one list for every class, are read too. The dataset has one
+    set of keypoints: every class's list must be the same."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        lists = list(value.values())
+    elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        lists = value
+    else:
+        lists = [value]
+    for names in lists:
+        if not (isinstance(names, list) and len(names) == k and all(isinstance(n, str) and n for n in names)):
+            raise DataError(
+                f"{source}: kpt_names {value!r:.120} is not {k} keypoint names (kpt_shape says {k})"
+            )
+    if any(names != lists[0] for names in lists):
+        raise DataError(
+            f"{source}: kpt_names {value!r:.160} differ between classes; a dataset has one set of keypoints"
+        )
+    return [str(n) for n in lists[0]]
+
+
 class YoloDataset(AnnotatedDataset):
-    """One split of a YOLO segmentation dataset (Ultralytics layout; see the module docstring).
+    """One split of a YOLO segmentation or pose dataset (Ultralytics layout; see the module docstring).
 
     The split's entry in the YAML is a folder (every image file below it, recursively, sorted), a list of
     such entries, or a ``.txt`` file with one image path per line (relative paths are relative to the list
@@ -87,11 +162,24 @@ class YoloDataset(AnnotatedDataset):
     A problem of a line of a label file (or of a list file) has that file as its ``source``, the others
     the YAML.
 
+    Pose datasets (a ``kpt_shape`` in the YAML) have a :attr:`keypoint_spec`: the names of ``kpt_names``
+    (else COCO's person keypoints for 17, ``kp0, kp1, ...`` for other counts), mirror pairs ``flip_idx``
+    (else from the names), the skeleton of the ``skeleton`` option (else COCO's for its keypoints, none
+    for others). YOLO pose has no outlines: an object's mask is its box's rectangle. With ``[K, 3]`` the
+    visibility is COCO's (0 not labelled, 1 hidden, 2 visible); with ``[K, 2]`` a point at ``(0, 0)`` or
+    with a negative coordinate is not labelled (what tools write for a missing point, and Ultralytics'
+    reading), the others are visible (``v = 2``). A line of another length than ``5 + K * D`` values, a
+    box without width or height, or keypoints that
+    :func:`~maskrcnn.data.formats.keypoint_values.checked_keypoints` rejects (a visibility outside 0..2)
+    are errors naming the line; a labelled point outside the image is left out with a warning.
+
     Args:
         path: the data YAML.
         strict: raise :class:`~maskrcnn.data.dataset.DataError` at the first error instead of skipping.
         transforms: augmentation, ``(image, target) -> (image, target)``.
         split: which entry of the YAML to read (``"train"``, ``"val"``, ``"test"``).
+        skeleton: a pose dataset's skeleton for pictures: ``a-b`` texts of keypoint names or 0-based
+            indices (``-o skeleton=0-1,1-2``), or index pairs ``[[0, 1], [1, 2]]``.
 
     Items are ``(image float [3, H, W], target)`` with one mask per label line.
     """
@@ -103,10 +191,12 @@ class YoloDataset(AnnotatedDataset):
         strict: bool = False,
         transforms: Transform | None = None,
         split: str = "train",
+        skeleton: Sequence[str] | Sequence[Sequence[int]] | None = None,
     ) -> None:
         yaml_path = Path(path)
         data = self._read_yaml(yaml_path)
         class_names = _class_names(data, yaml_path)
+        pose = _pose(data, yaml_path, skeleton)
         root = Path(str(data["path"])) if data.get("path") else Path()
         root = root if root.is_absolute() else yaml_path.parent / root
         if data.get(split) is None:
@@ -139,7 +229,7 @@ class YoloDataset(AnnotatedDataset):
             if labels.is_file():
                 file_log = ProblemLog(str(labels), strict=strict)
                 try:
-                    self._read_labels(labels, record, len(class_names), file_log)
+                    self._read_labels(labels, record, len(class_names), file_log, pose)
                 finally:
                     problems.extend(file_log.problems)
             else:
@@ -160,6 +250,7 @@ class YoloDataset(AnnotatedDataset):
             problems=problems,
             source=str(yaml_path),
             category_ids=None,
+            keypoint_spec=pose[0] if pose is not None else None,
             transforms=transforms,
         )
 
@@ -229,8 +320,15 @@ class YoloDataset(AnnotatedDataset):
         return images
 
     @staticmethod
-    def _read_labels(labels: Path, record: ImageRecord, num_classes: int, log: ProblemLog) -> None:
-        """Parse one label file into ``record.annotations``, reporting bad lines to ``log``."""
+    def _read_labels(
+        labels: Path,
+        record: ImageRecord,
+        num_classes: int,
+        log: ProblemLog,
+        pose: tuple[KeypointSpec, int] | None = None,
+    ) -> None:
+        """Parse one label file into ``record.annotations``, reporting bad lines to ``log``; ``pose``: the
+        keypoints and numbers per keypoint of a pose dataset's lines."""
         height, width = record.height or 0, record.width or 0
         try:
             text = labels.read_text(encoding="utf-8")
@@ -242,13 +340,30 @@ class YoloDataset(AnnotatedDataset):
             if not tokens:
                 continue
             ref = f"line {n}"
-            parsed = _parse_line(tokens, num_classes)
+            parsed = (
+                _parse_line(tokens, num_classes)
+                if pose is None
+                else _parse_pose_line(tokens, num_classes, *pose)
+            )
             if isinstance(parsed, str):
                 log.report("error", parsed, image=record.ref, annotation=ref)
                 continue
             cls, coords = parsed
-            polygon = [v * (width if k % 2 == 0 else height) for k, v in enumerate(coords)]
-            log.add_annotation(record, Annotation(cls + 1, [polygon], ref=ref))
+            if pose is None:
+                polygon = [v * (width if k % 2 == 0 else height) for k, v in enumerate(coords)]
+                log.add_annotation(record, Annotation(cls + 1, [polygon], ref=ref))
+                continue
+            spec, dims = pose
+            cx, cy, w, h = coords[0] * width, coords[1] * height, coords[2] * width, coords[3] * height
+            flat: list[float] = []
+            for x, y, *v in (coords[4 + i : 4 + i + dims] for i in range(0, spec.num_keypoints * dims, dims)):
+                # [K, 2]: not labelled at (0, 0) or below zero (see the class docstring), else visible.
+                visibility = v[0] if v else (0.0 if x < 0 or y < 0 or (x == 0 and y == 0) else 2.0)
+                flat += [x * width, y * height, visibility]
+            keypoints = checked_keypoints(flat, spec, height, width, log, image=record.ref, annotation=ref)
+            if keypoints is not None:
+                outline = box_polygon(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                log.add_annotation(record, Annotation(cls + 1, outline, ref=ref, keypoints=keypoints))
 
 
 def _beside(yaml_path: Path, split: str, item: str) -> Path | None:
@@ -269,8 +384,8 @@ def _beside(yaml_path: Path, split: str, item: str) -> Path | None:
     return None
 
 
-def _parse_line(tokens: list[str], num_classes: int) -> tuple[int, list[float]] | str:
-    """``(class index, normalised coordinates)`` of a label line's tokens, or what is wrong with them."""
+def _numbers(tokens: list[str], num_classes: int) -> tuple[int, list[float]] | str:
+    """``(class index, the values after it)`` of a label line's tokens, or what is wrong with them."""
     values: list[float] = []
     for token in tokens:
         try:
@@ -279,13 +394,43 @@ def _parse_line(tokens: list[str], num_classes: int) -> tuple[int, list[float]] 
             return f"non-numeric value {token!r}"
         if not math.isfinite(values[-1]):
             return f"non-finite value {token!r}"
-    cls, coords = values[0], values[1:]
+    cls = values[0]
     if cls != int(cls) or not 0 <= cls < num_classes:
         return f"unknown class index {tokens[0]} (names has {num_classes}: 0..{num_classes - 1})"
+    return int(cls), values[1:]
+
+
+def _parse_line(tokens: list[str], num_classes: int) -> tuple[int, list[float]] | str:
+    """``(class index, normalised coordinates)`` of a label line's tokens, or what is wrong with them."""
+    parsed = _numbers(tokens, num_classes)
+    if isinstance(parsed, str):
+        return parsed
+    cls, coords = parsed
     if len(coords) == 4:
         return "4 coordinates: a box (detection format), no mask; segmentation labels need a polygon"
     if len(coords) % 2:
         return f"odd number of coordinates ({len(coords)}); a polygon needs x y pairs"
     if len(coords) < 6:
         return f"{len(coords) // 2} point(s); a polygon needs at least 3"
-    return int(cls), coords
+    return cls, coords
+
+
+def _parse_pose_line(
+    tokens: list[str], num_classes: int, spec: KeypointSpec, dims: int
+) -> tuple[int, list[float]] | str:
+    """``(class index, [cx, cy, w, h, then D numbers per keypoint])`` of a pose label line's tokens (all
+    normalised), or what is wrong with them."""
+    parsed = _numbers(tokens, num_classes)
+    if isinstance(parsed, str):
+        return parsed
+    cls, values = parsed
+    k = spec.num_keypoints
+    if len(values) != 4 + k * dims:
+        each = "x y v" if dims == 3 else "x y"
+        return (
+            f"{len(tokens)} values; kpt_shape [{k}, {dims}] needs {5 + k * dims}: the class, the box "
+            f"(cx cy w h) and {k} x ({each})"
+        )
+    if values[2] <= 0 or values[3] <= 0:
+        return f"box width {tokens[3]} / height {tokens[4]}: both must be positive"
+    return cls, values

@@ -1,9 +1,9 @@
-"""COCO evaluation: box and mask AP with pycocotools, per-class AP, precision-recall curves, a mask
-confusion matrix and the report files.
+"""COCO evaluation: box, mask and keypoint (OKS) AP with pycocotools, per-class AP, precision-recall
+curves, a confusion matrix and the report files.
 
 * :mod:`~maskrcnn.engine.evaluation.coco`: ground truth, the conversion of detections to COCO results,
   pycocotools' scores;
-* :mod:`~maskrcnn.engine.evaluation.confusion`: the mask confusion matrix;
+* :mod:`~maskrcnn.engine.evaluation.confusion`: the confusion matrix;
 * :mod:`~maskrcnn.engine.evaluation.evaluator`: :func:`evaluate` (a model on a dataset, also under
   torchrun) and its :class:`Evaluation`;
 * :mod:`~maskrcnn.engine.evaluation.report`: the report files and the rendering of metrics.
@@ -11,6 +11,7 @@ confusion matrix and the report files.
 
 from maskrcnn.engine.evaluation.coco import (
     IOU_TYPES,
+    KEYPOINT_METRIC_NAMES,
     MASK_THRESHOLD,
     METRIC_NAMES,
     CocoScores,
@@ -19,17 +20,27 @@ from maskrcnn.engine.evaluation.coco import (
     coco_metrics,
     coco_scores,
     detections_to_results,
+    ground_truth_sigmas,
     instances_to_results,
+    metric_names,
 )
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.evaluator import Evaluation, evaluate, match_classes
-from maskrcnn.engine.evaluation.report import REPORT_FILES, format_metrics, metrics_summary, write_report
+from maskrcnn.engine.evaluation.report import (
+    REPORT_FILES,
+    SECTION_TITLES,
+    format_metrics,
+    metrics_summary,
+    write_report,
+)
 
 __all__ = [
     "IOU_TYPES",
+    "KEYPOINT_METRIC_NAMES",
     "MASK_THRESHOLD",
     "METRIC_NAMES",
     "REPORT_FILES",
+    "SECTION_TITLES",
     "CocoScores",
     "Evaluation",
     "binarize_masks",
@@ -40,8 +51,10 @@ __all__ = [
     "detections_to_results",
     "evaluate",
     "format_metrics",
+    "ground_truth_sigmas",
     "instances_to_results",
     "match_classes",
+    "metric_names",
     "metrics_summary",
     "write_report",
 ]

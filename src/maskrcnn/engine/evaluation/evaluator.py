@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from torch.utils.data import Subset
 
 from maskrcnn.config import tiling_problem
-from maskrcnn.data.dataset import without_transforms
+from maskrcnn.data.dataset import base_dataset, without_transforms
 from maskrcnn.data.formats.export import CocoBuilder
 from maskrcnn.engine.evaluation.coco import (
+    IOU_TYPES,
     MASK_THRESHOLD,
     CocoScores,
     coco_from_builder,
@@ -31,8 +32,14 @@ from maskrcnn.engine.evaluation.coco import (
     detections_to_results,
 )
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
-from maskrcnn.engine.evaluation.report import metrics_summary
-from maskrcnn.engine.inference import binary_masks, run_model, with_binary_masks
+from maskrcnn.engine.evaluation.report import SECTION_TITLES, metrics_summary
+from maskrcnn.engine.inference import (
+    NO_MASKS_FOR_TILES,
+    binary_masks,
+    gives_masks,
+    run_model,
+    with_binary_masks,
+)
 from maskrcnn.engine.precision import resolve_precision
 from maskrcnn.engine.tiling import detect_tiled
 from maskrcnn.progress import bar as progress_bar
@@ -52,12 +59,15 @@ class Evaluation:
     """What :func:`evaluate` measured.
 
     Attributes:
-        metrics: ``{"bbox": {...}, "segm": {...}}`` (see :func:`~maskrcnn.engine.evaluation.coco_metrics`).
+        metrics: ``{"bbox": {...}, "segm": {...}, "keypoints": {...}}`` (see
+            :func:`~maskrcnn.engine.evaluation.coco_scores`): ``bbox`` always, ``segm`` when the model
+            gives masks, ``keypoints`` when it gives keypoints and the dataset has them.
         per_class: one row per class: ``class``, ``category_id``, ``instances`` (non-crowd ground truth),
-            ``box_AP``, ``box_AP50``, ``mask_AP``, ``mask_AP50`` (``None`` without ground truth).
+            ``box_AP``, ``box_AP50``, with masks ``mask_AP``, ``mask_AP50``, with keypoints
+            ``keypoint_AP``, ``keypoint_AP50`` (``None`` without ground truth).
         results: the COCO results (``results.json``), with the dataset's own category ids.
-        confusion: ``int64 [K + 1, K + 1]`` mask confusion counts (see
-            :func:`~maskrcnn.engine.evaluation.confusion_matrix`).
+        confusion: ``int64 [K + 1, K + 1]`` confusion counts, by mask IoU (by box IoU for a model
+            without masks; see :func:`~maskrcnn.engine.evaluation.confusion_matrix`).
         pr_curves: precision-recall curves (see :class:`~maskrcnn.engine.evaluation.CocoScores`).
         class_names: names of labels 1..K.
         num_images: images evaluated.
@@ -84,17 +94,24 @@ class Evaluation:
     def num_skipped(self) -> int:
         return len(self.skipped)
 
+    @property
+    def confusion_type(self) -> str:
+        """What the confusion matrix matched by: ``segm`` (masks) or, without masks, ``bbox``."""
+        return "segm" if "segm" in self.metrics else "bbox"
+
     def summary(self) -> str:
-        """One line: box and mask AP, AP50, AP75 (e.g. for the training log)."""
+        """One line: AP, AP50, AP75 of each type scored (e.g. for the training log)."""
         return metrics_summary(self.metrics, keys=("AP", "AP50", "AP75"))
 
 
 class _Detected(NamedTuple):
-    """What one process's pass over (its share of) the data found: what the processes gather."""
+    """What one process's pass over (its share of) the data found: what the processes gather.
+    ``outputs``: what the model's detections carried besides boxes (``segm``: masks, ``keypoints``)."""
 
     ground_truth: CocoBuilder
     results: list[Result]
     skipped: list[str]
+    outputs: set[str]
 
 
 def match_classes(
@@ -136,7 +153,13 @@ def evaluate(
     tile: int | None = None,
     tile_overlap: int | None = None,
 ) -> Evaluation:
-    """COCO box and mask AP of ``model`` on ``dataset``, with per-class AP, curves and confusion.
+    """COCO box, mask and keypoint AP of ``model`` on ``dataset``, with per-class AP, curves and
+    confusion.
+
+    What is scored follows the model's detections: boxes always, masks when they carry ``masks`` (a
+    keypoint-only model has none), keypoints (OKS AP, with the sigmas of the dataset's
+    :class:`~maskrcnn.data.keypoints.KeypointSpec`) when they carry ``keypoints`` and the dataset has a
+    ``keypoint_spec``.
 
     The model runs in evaluation mode under ``torch.inference_mode()`` (its train / eval mode is restored
     afterwards); images go to ``device`` (where the model must already be). The dataset is read once,
@@ -149,7 +172,8 @@ def evaluate(
     without its ``results`` (which can be large).
 
     Args:
-        model: a Mask R-CNN (``model(images)`` -> per image ``boxes``, ``labels``, ``scores``, ``masks``).
+        model: a Mask R-CNN (``model(images)`` -> per image ``boxes``, ``labels``, ``scores``, and
+            ``masks`` and / or ``keypoints`` with ``keypoints_scores``).
         dataset: an ``InstanceDataset`` (or a ``Subset`` of one): ``class_names`` and
             ``coco_category_ids()``.
         batch_size: images per forward pass.
@@ -163,8 +187,9 @@ def evaluate(
             mapped to 0 are dropped and the dataset classes nothing maps to are left out of the AP.
         precision: ``fp32`` (the default: the exact figures, as training's validation reports them),
             ``auto``, ``bf16`` or ``fp16`` (see :mod:`maskrcnn.engine.precision`).
-        tile: detect in tiles of this many pixels, merged per image (:mod:`maskrcnn.engine.tiling`);
-            ``batch_size`` is then the tiles per forward pass. ``None``: whole images.
+        tile: detect in tiles of this many pixels, merged per image (:mod:`maskrcnn.engine.tiling`; not
+            for a model without masks); ``batch_size`` is then the tiles per forward pass. ``None``:
+            whole images.
         tile_overlap: pixels neighbouring tiles share (``None``: a quarter of the tile).
     """
     from maskrcnn.engine import distributed
@@ -175,16 +200,20 @@ def evaluate(
         problem = tiling_problem(tile, tile_overlap)
         if problem:
             raise ValueError(f"tile={tile}, tile_overlap={tile_overlap}: {problem}")
+        if not gives_masks(model):
+            raise ValueError(f"tile={tile}: {NO_MASKS_FOR_TILES}")
         run = partial(_run_tiled, run, tile=tile, overlap=tile_overlap, batch_size=batch_size)
         batch_size = 1  # images per loader batch: each is cut into batches of tiles
     lut = None if label_map is None else torch.tensor([0, *label_map], dtype=torch.int64)
     scored = None if label_map is None else sorted({k for k in label_map if k > 0})
+    spec = base_dataset(dataset).keypoint_spec
+    sigmas = None if spec is None else spec.oks_sigmas()
     if distributed.world_size() == 1:
         detected = _detect(run, model, dataset, dataset, batch_size, device, num_workers, progress, lut)
-        return _score(detected, score_threshold_for_confusion, start, scored)
+        return _score(detected, score_threshold_for_confusion, start, scored, sigmas)
     share = Subset(dataset, distributed.shard(len(dataset)))
     detected = _detect(run, model, dataset, share, batch_size, device, num_workers, progress, lut)
-    return _gather_and_score(detected, score_threshold_for_confusion, start, scored)
+    return _gather_and_score(dataset, detected, score_threshold_for_confusion, start, scored, sigmas)
 
 
 def _run_tiled(
@@ -197,7 +226,8 @@ def _run_tiled(
     batch_size: int,
 ) -> list[dict[str, Any]]:
     """``run`` on each image's tiles, merged: per image the detections with ``masks`` as
-    :class:`~maskrcnn.structures.CroppedMasks` (binary, at the image's size)."""
+    :class:`~maskrcnn.structures.CroppedMasks` (binary, at the image's size), and the keypoints of a
+    model with keypoints (see :mod:`maskrcnn.engine.tile_merge`)."""
     device = images[0].device if images else torch.device("cpu")
 
     def detect(tiles: list[Tensor]) -> list[dict[str, Any]]:
@@ -230,14 +260,15 @@ def _detect(
     lut: Tensor | None,
 ) -> _Detected:
     """Run ``model`` (called through ``run``: :func:`~maskrcnn.engine.inference.run_model`) over ``part``
-    (``dataset`` itself, or this process's share of it): its ground truth, COCO results and unreadable
-    images."""
+    (``dataset`` itself, or this process's share of it): its ground truth, COCO results, unreadable
+    images and what the detections carried."""
     from maskrcnn.data import make_data_loader
     from maskrcnn.engine import distributed
 
     ground_truth = CocoBuilder.for_dataset(dataset)
     results: list[Result] = []
     skipped: list[str] = []
+    outputs: set[str] = set()
     share = f" (rank 0's share of {len(dataset)})" if part is not dataset else ""
     was_training = model.training
     model.eval()
@@ -272,6 +303,11 @@ def _detect(
                         ):
                             h, w = (int(v) for v in image.shape[-2:])
                             ground_truth.add(image_id, h, w, target)
+                            if "keypoints" in found:
+                                outputs.add("keypoints")
+                            if "masks" not in found and "roi_masks" not in found:
+                                continue  # a keypoint-only model: boxes and keypoints
+                            outputs.add("segm")
                             # Merged tiles come with their binary masks already.
                             if not isinstance(found.get("masks"), CroppedMasks):
                                 found["masks"] = binary_masks(found, (h, w), MASK_THRESHOLD)
@@ -283,14 +319,16 @@ def _detect(
             del loader  # persistent workers end here, not at the next garbage collection
     finally:
         model.train(was_training)
-    return _Detected(ground_truth, results, skipped)
+    return _Detected(ground_truth, results, skipped, outputs)
 
 
 def _gather_and_score(
+    dataset: Any,
     detected: _Detected,
     score_threshold_for_confusion: float,
     start: float,
     scored: list[int] | None,
+    sigmas: list[float] | None,
 ) -> Evaluation:
     """Rank 0 gathers every process's :class:`_Detected`, scores them and shares the evaluation (without
     its results); the other processes wait for it. An error on rank 0 is shared too, so that the others
@@ -305,14 +343,13 @@ def _gather_and_score(
         return shared  # type: ignore[no-any-return]
     try:
         # The shares in rank order are the dataset in order (contiguous shards).
-        merged = _Detected(
-            CocoBuilder(detected.ground_truth.class_names, detected.ground_truth.category_ids), [], []
-        )
+        merged = _Detected(CocoBuilder.for_dataset(dataset), [], [], set())
         for share in shares:
             merged.ground_truth.extend(share.ground_truth)
             merged.results.extend(share.results)
             merged.skipped.extend(share.skipped)
-        evaluation = _score(merged, score_threshold_for_confusion, start, scored)
+            merged.outputs.update(share.outputs)
+        evaluation = _score(merged, score_threshold_for_confusion, start, scored, sigmas)
     except Exception as e:
         distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
         raise
@@ -330,18 +367,15 @@ def _per_class(ground_truth: CocoBuilder, scores: CocoScores) -> list[dict[str, 
     for ann in ground_truth.annotations:
         if not ann["iscrowd"]:
             instances[ann["category_id"]] += 1
-    return [
-        {
-            "class": name,
-            "category_id": cat,
-            "instances": instances[cat],
-            "box_AP": scores.per_class["bbox"].get(cat, _UNSCORED)["AP"],
-            "box_AP50": scores.per_class["bbox"].get(cat, _UNSCORED)["AP50"],
-            "mask_AP": scores.per_class["segm"].get(cat, _UNSCORED)["AP"],
-            "mask_AP50": scores.per_class["segm"].get(cat, _UNSCORED)["AP50"],
-        }
-        for name, cat in zip(ground_truth.class_names, ground_truth.category_ids, strict=True)
-    ]
+    rows = []
+    for name, cat in zip(ground_truth.class_names, ground_truth.category_ids, strict=True):
+        row: dict[str, Any] = {"class": name, "category_id": cat, "instances": instances[cat]}
+        for iou_type, per_class in scores.per_class.items():
+            values = per_class.get(cat, _UNSCORED)
+            prefix = SECTION_TITLES[iou_type]
+            row[f"{prefix}_AP"], row[f"{prefix}_AP50"] = values["AP"], values["AP50"]
+        rows.append(row)
+    return rows
 
 
 def _score(
@@ -349,10 +383,12 @@ def _score(
     score_threshold_for_confusion: float,
     start: float,
     scored: list[int] | None,
+    sigmas: list[float] | None,
 ) -> Evaluation:
     """The COCO scores, per-class table and confusion matrix of the results against the ground truth;
-    ``scored``: the dataset labels to score (``None``: all)."""
-    ground_truth, results, skipped = detected
+    ``scored``: the dataset labels to score (``None``: all); ``sigmas``: the dataset's OKS sigmas
+    (``None``: it has no keypoints)."""
+    ground_truth, results, skipped, outputs = detected
     for message in skipped[:5]:
         log.warning("evaluation: left out unreadable image: %s", message)
     if len(skipped) > 5:
@@ -361,9 +397,18 @@ def _score(
     category_ids = None if scored is None else [ground_truth.category_ids[k - 1] for k in scored]
     names = ground_truth.class_names
     unscored = [] if scored is None else [n for k, n in enumerate(names, start=1) if k not in scored]
-    scores = coco_scores(gt, results, category_ids=category_ids)
+    if "keypoints" in outputs and sigmas is None:
+        log.warning("evaluation: the model gives keypoints, the dataset has none: keypoint AP not scored")
+    iou_types = [
+        t for t in IOU_TYPES if t == "bbox" or (t in outputs and (t != "keypoints" or sigmas is not None))
+    ]
+    scores = coco_scores(gt, results, category_ids=category_ids, iou_types=iou_types, oks_sigmas=sigmas)
     confusion = confusion_matrix(
-        gt, results, ground_truth.category_ids, score_threshold=score_threshold_for_confusion
+        gt,
+        results,
+        ground_truth.category_ids,
+        score_threshold=score_threshold_for_confusion,
+        iou_type="segm" if "segm" in iou_types else "bbox",
     )
     return Evaluation(
         metrics=scores.metrics,

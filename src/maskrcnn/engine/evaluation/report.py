@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maskrcnn.engine.evaluation.coco import IOU_TYPES, METRIC_NAMES
+from maskrcnn.engine.evaluation.coco import IOU_TYPES, metric_names
 from maskrcnn.io import atomic_write, write_json, write_text
 
 if TYPE_CHECKING:
     from maskrcnn.engine.evaluation.evaluator import Evaluation
 
-__all__ = ["REPORT_FILES", "format_metrics", "metrics_summary", "write_report"]
+__all__ = ["REPORT_FILES", "SECTION_TITLES", "format_metrics", "metrics_summary", "write_report"]
 
 # The files of :func:`write_report`, in the order written.
 REPORT_FILES = (
@@ -35,8 +35,8 @@ REPORT_FILES = (
     "evaluation.json",
 )
 
-# How the metrics' sections are called when printed.
-_TITLES = {"bbox": "box", "segm": "mask"}
+SECTION_TITLES = {"bbox": "box", "segm": "mask", "keypoints": "keypoint"}
+"""How the metrics' sections are called when printed (and in the per-class columns: ``mask_AP``)."""
 
 Metrics = Mapping[str, Mapping[str, float | None]]
 
@@ -50,36 +50,48 @@ def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _sections(metrics: Metrics) -> list[str]:
+    """The sections ``metrics`` holds, in the order of :data:`IOU_TYPES`."""
+    return [s for s in IOU_TYPES if s in metrics]
+
+
 def _rows(metrics: Metrics, keys: Sequence[str], sections: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """``(title, [value text per key])`` per section: the one formatter behind both renderers."""
-    return [(_TITLES[s], [_value(metrics[s][k]) for k in keys]) for s in sections]
+    """``(title, [value text per key])`` per section: the one formatter behind both renderers (a
+    metric a section does not have, such as keypoints' ``APs``, is printed ``-``)."""
+    return [(SECTION_TITLES[s], [_value(metrics[s].get(k)) for k in keys]) for s in sections]
 
 
 def format_metrics(
     metrics: Metrics, keys: Sequence[str] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ) -> str:
-    """A small table: a header row of ``keys``, then a ``box`` row and a ``mask`` row.
+    """A small table: a header row of ``keys``, then a row per section ``metrics`` holds (``box``,
+    ``mask``, ``keypoint``).
 
     Args:
-        metrics: ``{"bbox": {name: value}, "segm": {...}}`` (``None``: printed ``-``).
+        metrics: ``{"bbox": {name: value}, "segm": {...}, ...}`` (``None``: printed ``-``).
         keys: the metric names, in the columns' order.
     """
-    lines = [f"{'':6}" + "".join(f"{k:>8}" for k in keys)]
-    for title, values in _rows(metrics, keys, IOU_TYPES):
-        lines.append(f"{title:6}" + "".join(f"{v:>8}" for v in values))
+    rows = _rows(metrics, keys, _sections(metrics))
+    width = max([6, *(len(title) + 1 for title, _ in rows)])
+    lines = [f"{'':{width}}" + "".join(f"{k:>8}" for k in keys)]
+    for title, values in rows:
+        lines.append(f"{title:{width}}" + "".join(f"{v:>8}" for v in values))
     return "\n".join(lines)
 
 
 def metrics_summary(
-    metrics: Metrics, keys: Sequence[str] = ("AP", "AP50"), sections: Sequence[str] = IOU_TYPES
+    metrics: Metrics, keys: Sequence[str] = ("AP", "AP50"), sections: Sequence[str] | None = None
 ) -> str:
     """One line, e.g. ``box AP 0.848 AP50 0.987; mask AP 0.864 AP50 0.984``.
 
     Args:
-        metrics: ``{"bbox": {name: value}, "segm": {...}}`` (``None``: printed ``-``).
+        metrics: ``{"bbox": {name: value}, "segm": {...}, ...}`` (``None``: printed ``-``).
         keys: the metric names of each section.
-        sections: ``bbox`` (printed ``box``) and / or ``segm`` (``mask``), in this order.
+        sections: some of ``bbox`` (printed ``box``), ``segm`` (``mask``), ``keypoints``
+            (``keypoint``), in this order; ``None``: those ``metrics`` holds.
     """
+    if sections is None:
+        sections = _sections(metrics)
     return "; ".join(
         f"{title} " + " ".join(f"{k} {v}" for k, v in zip(keys, values, strict=True))
         for title, values in _rows(metrics, keys, sections)
@@ -88,22 +100,24 @@ def metrics_summary(
 
 def _per_class_table(evaluation: Evaluation, class_names: Sequence[str]) -> str:
     width = max([len("class"), len("all"), *(len(n) for n in class_names)])
-    header = (
-        f"{'class':<{width}}  {'instances':>9}  {'box AP':>7}  {'box AP50':>8}  {'mask AP':>7}  "
-        f"{'mask AP50':>9}"
-    )
+    sections = _sections(evaluation.metrics)
+    # Columns: AP and AP50 of each section scored ("box AP", "box AP50", "mask AP", ...).
+    columns = [(s, key, f"{SECTION_TITLES[s]} {key}") for s in sections for key in ("AP", "AP50")]
+    header = f"{'class':<{width}}  {'instances':>9}" + "".join(f"  {title:>7}" for *_, title in columns)
     rows = [header, "-" * len(header)]
 
     def row(name: str, count: int, values: Sequence[float | None]) -> str:
-        a, b, c, d = (_value(v) for v in values)
-        return f"{name:<{width}}  {count:>9}  {a:>7}  {b:>8}  {c:>7}  {d:>9}"
+        cells = "".join(
+            f"  {_value(v):>{max(7, len(title))}}" for v, (*_, title) in zip(values, columns, strict=True)
+        )
+        return f"{name:<{width}}  {count:>9}" + cells
 
     for name, r in zip(class_names, evaluation.per_class, strict=True):
-        rows.append(row(name, r["instances"], (r["box_AP"], r["box_AP50"], r["mask_AP"], r["mask_AP50"])))
+        rows.append(row(name, r["instances"], [r[f"{SECTION_TITLES[s]}_{key}"] for s, key, _ in columns]))
     m = evaluation.metrics
     total = sum(r["instances"] for r in evaluation.per_class)
     rows.append("-" * len(header))
-    rows.append(row("all", total, (m["bbox"]["AP"], m["bbox"]["AP50"], m["segm"]["AP"], m["segm"]["AP50"])))
+    rows.append(row("all", total, [m[s][key] for s, key, _ in columns]))
     return "\n".join(rows) + "\n"
 
 
@@ -116,17 +130,21 @@ def _pr_figure(evaluation: Evaluation) -> Any:
     # PNG is rendered by Agg whatever backend the user's session has.
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4.5), layout="constrained")
-    axes = figure.subplots(1, 2, sharey=True)
+    sections = _sections(evaluation.metrics)
+    figure = Figure(figsize=(5 * len(sections), 4.5), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(sections), sharey=True))
     recall = evaluation.pr_curves["recall"]
-    for ax, iou_type in zip(axes, IOU_TYPES, strict=True):
+    for ax, iou_type in zip(axes, sections, strict=True):
+        # Keypoints are matched by their object keypoint similarity where boxes and masks use the IoU.
+        match = "OKS" if iou_type == "keypoints" else "IoU"
         for iou, style in (("0.50", "-"), ("0.75", "--")):
             curve = evaluation.pr_curves[iou_type][iou]
             if curve is None:
                 continue
             ap = float(np.mean(curve))
-            ax.plot(recall, curve, style, label=f"IoU {iou} (AP {ap:.3f})")
-        ax.set_title(f"{_TITLES[iou_type]}: AP {_value(evaluation.metrics[iou_type]['AP'])} (IoU 0.50:0.95)")
+            ax.plot(recall, curve, style, label=f"{match} {iou} (AP {ap:.3f})")
+        title = SECTION_TITLES[iou_type]
+        ax.set_title(f"{title}: AP {_value(evaluation.metrics[iou_type]['AP'])} ({match} 0.50:0.95)")
         ax.set_xlabel("recall")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
@@ -151,7 +169,8 @@ def _confusion_figure(evaluation: Evaluation, class_names: Sequence[str]) -> Any
     ax.set_yticks(ticks, names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
-    ax.set_title(f"masks: IoU >= 0.5, score >= {evaluation.score_threshold:g}")
+    what = "masks" if evaluation.confusion_type == "segm" else "boxes"
+    ax.set_title(f"{what}: IoU >= 0.5, score >= {evaluation.score_threshold:g}")
     threshold = matrix.max() / 2 if matrix.size else 0
     if len(names) <= 40:  # beyond that, the numbers would not be legible anyway
         for (i, j), count in np.ndenumerate(matrix):
@@ -180,7 +199,9 @@ def write_report(
 ) -> dict[str, Path]:
     """Write the evaluation's files (:data:`REPORT_FILES`) into ``out_dir`` (created), each atomically.
 
-    * ``metrics.json``: exactly ``{"bbox": {...}, "segm": {...}}`` with the :data:`METRIC_NAMES`;
+    * ``metrics.json``: exactly ``{"bbox": {...}, "segm": {...}, "keypoints": {...}}`` (the types
+      scored, see :class:`~maskrcnn.engine.evaluation.Evaluation`), each with its
+      :func:`~maskrcnn.engine.evaluation.metric_names`;
     * ``per_class.json`` (the rows of ``Evaluation.per_class``) and ``per_class.txt`` (a table);
     * ``results.json``: the COCO results (original category ids);
     * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
@@ -200,7 +221,8 @@ def write_report(
         raise ValueError(f"{len(names)} class names for {len(evaluation.per_class)} classes evaluated")
     paths = {name: out / name for name in REPORT_FILES}
     write_json(
-        paths["metrics.json"], {t: {k: evaluation.metrics[t][k] for k in METRIC_NAMES} for t in IOU_TYPES}
+        paths["metrics.json"],
+        {t: {k: evaluation.metrics[t][k] for k in metric_names(t)} for t in _sections(evaluation.metrics)},
     )
     write_json(paths["per_class.json"], evaluation.per_class)
     write_text(paths["per_class.txt"], _per_class_table(evaluation, names))
@@ -211,6 +233,7 @@ def write_report(
             "labels": ["background", *names],
             "rows": "ground truth",
             "columns": "predicted",
+            "iou": "mask" if evaluation.confusion_type == "segm" else "box",
             "iou_threshold": 0.5,
             "score_threshold": evaluation.score_threshold,
             "matrix": evaluation.confusion.tolist(),
