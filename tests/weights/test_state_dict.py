@@ -250,3 +250,78 @@ def test_a_corrupt_safetensors_file_is_a_value_error_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk or an interrupted copy
     with pytest.raises(ValueError, match=r"cannot read checkpoint .*m.safetensors: not a valid safetensors"):
         load_checkpoint(path)
+
+
+def _heads(mask_head: bool, num_keypoints: int, num_classes: int = 4) -> torch.nn.Module:
+    cfg = tiny_config(num_classes)
+    cfg.roi_heads.mask_head = mask_head
+    cfg.roi_heads.num_keypoints = num_keypoints
+    cfg.roi_heads.keypoint_head_channels = (32, 32)
+    return build_model(cfg)
+
+
+def _branch(state: dict[str, torch.Tensor], name: str) -> set[str]:
+    return {k for k in state if k.startswith((f"roi_heads.{name}_head.", f"roi_heads.{name}_predictor."))}
+
+
+def test_head_branches_the_checkpoint_lacks_start_from_their_initialisation(caplog):
+    """COCO-style Mask R-CNN weights into a model with masks and keypoints: the keypoint branch is new."""
+    torch.manual_seed(0)
+    source = _heads(True, 0).state_dict()
+    model = _heads(True, 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level(logging.INFO, logger="maskrcnn.weights.state_dict"):
+        report = load_weights(model, source, where="masks.pth")
+    new = _branch(before, "keypoint")
+    assert set(report.initialised) == new
+    assert not report.reinitialised
+    assert not report.ignored
+    _assert_loaded(model, source)
+    for key in new:
+        assert torch.equal(model.state_dict()[key], before[key]), key
+    assert "masks.pth: the keypoint_head and keypoint_predictor starts from its initialisation" in caplog.text
+
+
+def test_a_keypoint_rcnn_into_a_model_of_masks_and_other_keypoints():
+    """torchvision-style keypoint weights (17 keypoints, 2 classes, no masks) fine-tuned into a model of
+    4 classes with masks and 4 keypoints: masks new, class and keypoint layers re-initialised."""
+    torch.manual_seed(0)
+    source = _heads(False, 17, num_classes=2).state_dict()
+    model = _heads(True, 4)
+    report = load_weights(model, source, where="kp.pth")
+    assert set(report.initialised) == _branch(model.state_dict(), "mask")
+    assert set(report.reinitialised) == {
+        "roi_heads.box_predictor.cls_score.weight",
+        "roi_heads.box_predictor.cls_score.bias",
+        "roi_heads.box_predictor.bbox_pred.weight",
+        "roi_heads.box_predictor.bbox_pred.bias",
+        "roi_heads.keypoint_predictor.kps_score_lowres.weight",
+        "roi_heads.keypoint_predictor.kps_score_lowres.bias",
+    }
+    _assert_loaded(model, source, skip=set(report.reinitialised))
+
+
+def test_a_branch_the_model_lacks_is_left_out_and_a_partial_one_refused():
+    torch.manual_seed(0)
+    source = _heads(True, 5).state_dict()
+    model = _heads(True, 0)
+    report = load_weights(model, source, where="both.pth")
+    assert set(report.ignored) == _branch(source, "keypoint")
+    _assert_loaded(model, {k: v for k, v in source.items() if k not in report.ignored})
+    partial = {k: v for k, v in source.items() if not k.startswith("roi_heads.keypoint_predictor.")}
+    with pytest.raises(ValueError, match=r"missing key roi_heads.keypoint_predictor.kps_score_lowres.weight"):
+        load_weights(_heads(True, 5), partial, where="partial.pth")
+
+
+def test_a_checkpoint_to_run_must_hold_every_branch_of_its_config(tmp_path):
+    torch.manual_seed(0)
+    model = _heads(True, 3)
+    cfg = tiny_config(4)
+    cfg.roi_heads.num_keypoints, cfg.roi_heads.keypoint_head_channels = 3, (32, 32)
+    path = save_checkpoint(model, tmp_path / "k.safetensors", config=cfg, class_names=["a", "b", "c"])
+    assert load_checkpoint(path).model.roi_heads.num_keypoints == 3
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items() if "keypoint" not in k}
+    metadata = {"maskrcnn": (tmp_path / "k.json").read_text()}
+    save_file(tensors, str(tmp_path / "cut.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match=r"cut.safetensors: no tensors for roi_heads.keypoint_head.0.bias"):
+        load_checkpoint(tmp_path / "cut.safetensors")

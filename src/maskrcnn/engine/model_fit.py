@@ -10,8 +10,9 @@ from maskrcnn.config import Config
 from maskrcnn.data import InstanceDataset
 from maskrcnn.data.dataset import DataError, base_dataset
 from maskrcnn.data.keypoints import KeypointSpec
+from maskrcnn.weights import LoadReport
 
-__all__ = ["fit_model_to_data", "keypoint_record", "keypoint_spec_of"]
+__all__ = ["fit_model_to_data", "keypoint_record", "keypoint_spec_of", "load_notes"]
 
 
 def keypoint_spec_of(dataset: Any) -> KeypointSpec | None:
@@ -58,3 +59,16 @@ def keypoint_record(dataset: Any) -> dict[str, Any]:
     mirror pairs and sigmas, to draw and evaluate with; empty without keypoints."""
     spec = keypoint_spec_of(dataset)
     return {"keypoints": spec.to_dict()} if spec is not None else {}
+
+
+def load_notes(report: LoadReport) -> str:
+    """What of the initial weights did not load as it was, for the line a training prints: the layers
+    re-initialised for other classes or keypoints, the head branches new to the model or left out."""
+    notes = []
+    if report.reinitialised:
+        notes.append(f"re-initialised {len(report.reinitialised)} class- or keypoint-dependent tensors")
+    for what, keys in (("new (not in the weights)", report.initialised), ("left out", report.ignored)):
+        branches = sorted({k.split(".")[1] for k in keys if k.startswith("roi_heads.")})
+        if branches:
+            notes.append(f"{' and '.join(branches)} {what}")
+    return "".join(f"; {n}" for n in notes)

@@ -38,7 +38,7 @@ from maskrcnn.engine.data import EpochBatches, blank_batch, load_training_data, 
 from maskrcnn.engine.distributed import Group
 from maskrcnn.engine.errors import TrainingError
 from maskrcnn.engine.hooks import Hook, LossMeter, default_hooks
-from maskrcnn.engine.model_fit import fit_model_to_data, keypoint_record
+from maskrcnn.engine.model_fit import fit_model_to_data, keypoint_record, load_notes
 from maskrcnn.engine.optim import autocast_for, build_optimizer, lr_factor, scaled_lr
 from maskrcnn.engine.run_dir import RunDir
 from maskrcnn.engine.state import (
@@ -166,9 +166,9 @@ class Trainer:
         model, report, changes = build_with_weights(self.cfg.model, t.weights)
         if changes:
             self.say(f"model architecture from {t.weights}: " + "; ".join(changes))
-        again = len(report.reinitialised)
-        extra = f"; re-initialised {again} class-dependent tensors" if again else ""
-        self.say(f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){extra}")
+        self.say(
+            f"weights: {len(report.loaded)} tensors from {t.weights} ({report.kind}){load_notes(report)}"
+        )
         return model.to(self.device)
 
     def wrap_model(self, model: MaskRCNN) -> tuple[MaskRCNN, nn.Module]:

@@ -49,12 +49,12 @@ ARCHITECTURE_FIELDS = (
     "roi_heads.box_head_convs",
     "roi_heads.representation_size",
     "roi_heads.head_norm",
-    "roi_heads.mask_head",
     "roi_heads.mask_head_channels",
     "roi_heads.mask_predictor_channels",
-    "roi_heads.num_keypoints",
     "roi_heads.keypoint_head_channels",
 )
+# Not among them: whether the model has a mask head and how many keypoints it has (its training data
+# decides: a branch the checkpoint lacks starts from its initialisation, see load_weights).
 _BACKBONE_FIELDS = ("backbone.name", "backbone.width")
 
 

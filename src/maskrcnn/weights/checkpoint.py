@@ -226,6 +226,11 @@ def _foreign(
 def _all_loaded(report: LoadReport, state: Mapping[str, Tensor], config: ModelConfig, where: str) -> None:
     """A model to run must hold every tensor of its file: the class-dependent layers that
     :func:`load_weights` re-initialises for a training with other classes are an error here."""
+    if report.initialised:
+        raise ValueError(
+            f"{where}: no tensors for {report.initialised[0]} and the rest of its branch, which the "
+            "config stored with it has (was the file edited?)"
+        )
     if report.reinitialised:
         key = report.reinitialised[0]
         raise ValueError(

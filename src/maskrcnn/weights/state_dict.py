@@ -56,6 +56,13 @@ CLASS_DEPENDENT = (
 # The layer with one output per keypoint (a ConvTranspose2d: weight [in, K, 4, 4], bias [K]):
 # re-initialised when the number of keypoints changes.
 KEYPOINT_DEPENDENT = "roi_heads.keypoint_predictor.kps_score_lowres."
+# Optional branches of the RoI heads: a checkpoint without one starts a model's from its initialisation
+# (COCO Mask R-CNN weights for a model with masks and keypoints), and one the model does not have is left
+# out (torchvision's keypoint R-CNN for a model of masks only), each said in the report.
+BRANCHES = {
+    "mask": ("roi_heads.mask_head.", "roi_heads.mask_predictor."),
+    "keypoint": ("roi_heads.keypoint_head.", "roi_heads.keypoint_predictor."),
+}
 FIRST_CONV = "backbone.body.conv1.weight"
 BODY = "backbone.body."
 
@@ -77,13 +84,16 @@ class LoadReport:
         loaded: model keys that received a checkpoint tensor.
         reinitialised: model keys left at their initialisation because the class (or keypoint) count
             differs.
-        ignored: checkpoint keys deliberately not used (an ImageNet classifier's ``fc``).
+        ignored: checkpoint keys deliberately not used (an ImageNet classifier's ``fc``, a head branch
+            the model does not have).
+        initialised: model keys of a head branch the checkpoint does not have (left as initialised).
         adapted: descriptions of shape adaptations (input channels).
     """
 
     kind: str
     loaded: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
 
@@ -221,6 +231,16 @@ def load_weights(
 
     own = model.state_dict()
     targets = {k for k in own if k.startswith(BODY)} if kind == "backbone" else set(own)
+    if kind == "detection":
+        for prefixes in BRANCHES.values():
+            in_model = {k for k in own if k.startswith(prefixes)}
+            in_file = {k for k in state if k.startswith(prefixes)}
+            if in_model and not in_file:
+                report.initialised.extend(sorted(in_model))
+                targets -= in_model
+            elif in_file and not in_model:
+                report.ignored.extend(sorted(in_file))
+                state = {k: v for k, v in state.items() if k not in in_file}
     merged: dict[str, Tensor] = {}
     problems: list[str] = []
     for key, value in state.items():
@@ -270,6 +290,15 @@ def load_weights(
             what,
             ", ".join(layers),
         )
+    for what, keys in (
+        ("starts from its initialisation", report.initialised),
+        ("is not used", report.ignored),
+    ):
+        branches = sorted({k.split(".")[1] for k in keys if k.startswith("roi_heads.")})
+        if branches:
+            log.info(
+                "%s: the %s %s (the checkpoint and the model differ)", where, " and ".join(branches), what
+            )
     for line in report.adapted:
         log.info("adapted %s; the extra channels are initialised from the mean of the RGB filters", line)
     return report
