@@ -110,12 +110,19 @@ def test_fine_tuning_layout_gives_the_same_detections(tmp_path):
     torch.save(synthetic_state_dict(load_layout("maskrcnn_resnet50_fpn")), path)
     model = maskrcnn_resnet50_fpn(weights=path, **golden["settings"]["build_kwargs"]).double().eval()
     assert type(model.backbone.body.bn1).__name__ == "FrozenBatchNorm2d"
+    _assert_same_detections(model, golden)
+
+
+def _assert_same_detections(model, golden):
+    """The model's labels, scores, boxes (and keypoints) on the golden images are torchvision's."""
     with torch.no_grad():
         outputs = model(golden_images(torch.float64))
     for det, expected in zip(outputs, golden["eval"], strict=True):
         assert det["labels"].tolist() == expected["labels"]
         np.testing.assert_allclose(det["boxes"].numpy(), expected["boxes"], rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(det["scores"].numpy(), expected["scores"], rtol=1e-9, atol=1e-12)
+        if "keypoints" in expected:
+            np.testing.assert_allclose(det["keypoints"].numpy(), expected["keypoints"], rtol=1e-6, atol=1e-5)
 
 
 def test_a_torchvision_keypoint_file_loads_whole_and_gives_its_outputs(tmp_path):
@@ -139,10 +146,4 @@ def test_a_torchvision_keypoint_file_loads_whole_and_gives_its_outputs(tmp_path)
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(own[key].float(), value), key
     model.transform.min_size, model.transform.max_size = (160,), 256  # the golden run's sizes
-    model = model.double().eval()
-    with torch.no_grad():
-        outputs = model(golden_images(torch.float64))
-    for det, expected in zip(outputs, golden["eval"], strict=True):
-        assert det["labels"].tolist() == expected["labels"]
-        np.testing.assert_allclose(det["scores"].numpy(), expected["scores"], rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(det["keypoints"].numpy(), expected["keypoints"], rtol=1e-6, atol=1e-5)
+    _assert_same_detections(model.double().eval(), golden)
