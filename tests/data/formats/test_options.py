@@ -37,6 +37,28 @@ def test_keypoint_names_and_skeleton_edges_from_the_command_line():
         checked_options("labelme", LabelMeDataset, {"skeleton": parse_value("[[0, x]]")})
 
 
+def test_keypoint_sigmas_from_the_command_line_reach_the_spec(tmp_path):
+    from maskrcnn.data.formats.coco import CocoDataset
+    from maskrcnn.data.shapes import write_shapes_coco
+
+    for text in ("0.1,0.2,0.3,0.4", "[0.1, 0.2, 0.3, 0.4]"):
+        options = checked_options("coco", CocoDataset, {"keypoint_sigmas": parse_value(text)})
+        assert options == {"keypoint_sigmas": [0.1, 0.2, 0.3, 0.4]}, text
+    with pytest.raises(DataError, match=r"option keypoint_sigmas='0.1,x' should be a list of numbers"):
+        checked_options("coco", CocoDataset, {"keypoint_sigmas": parse_value("0.1,x")})
+    path = write_shapes_coco(tmp_path, count=2, keypoints=True)
+    data = load_dataset("coco", path, keypoint_sigmas=parse_value("0.1,0.2,0.3,0.4"))
+    assert data.keypoint_spec.oks_sigmas() == [0.1, 0.2, 0.3, 0.4]
+    assert load_dataset("coco", path).keypoint_spec.oks_sigmas() == [0.05] * 4
+    with pytest.raises(
+        DataError, match=r"keypoint_sigmas=\[0.1, 0.2\]: expected 4 positive values, one per keypoint"
+    ):
+        load_dataset("coco", path, keypoint_sigmas=[0.1, 0.2])
+    plain = write_shapes_coco(tmp_path / "plain", count=1)
+    with pytest.raises(DataError, match=r"keypoint_sigmas given, but the data has no keypoints"):
+        load_dataset("coco", plain, keypoint_sigmas=[0.1])
+
+
 def test_a_single_value_for_a_list_becomes_a_list_of_one():
     assert checked_options("instance-png", InstancePngDataset, {"ignore_ids": parse_value("255")}) == {
         "ignore_ids": [255]
@@ -60,7 +82,7 @@ def test_values_that_fit_pass_unchanged():
     [
         ("coco", "check_images", "7", "true or false"),
         ("via", "class_names", "{a: 1}", "a list of texts ([a, b] or a,b)"),
-        ("instance-png", "ignore_ids", "[1, x]", "a list ([...]) of a whole number"),
+        ("instance-png", "ignore_ids", "[1, x]", "a list of whole numbers ([1, 2] or 1,2)"),
         ("instance-png", "class_map", "[person]", "a mapping such as {1: person, 2: car}"),
         ("shapes", "count", "many", "a whole number"),
         ("shapes", "overlap", "true", "a number"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from maskrcnn.data.dataset import (
     Transform,
     polygon_area,
 )
-from maskrcnn.data.formats.keypoint_values import box_polygon, checked_keypoints, keypoint_spec
+from maskrcnn.data.formats.keypoint_values import box_polygon, checked_keypoints, keypoint_spec, with_sigmas
 from maskrcnn.data.formats.locate import locate_images
 from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.ops import rle_area
@@ -121,6 +122,8 @@ class CocoDataset(AnnotatedDataset):
         check_images: open every image's header at load, to find missing files and check sizes; ``False``
             skips this for very large datasets (sizes then come from the JSON, problems show when an image
             is loaded).
+        keypoint_sigmas: the OKS sigma of each keypoint, for the keypoint AP (``-o
+            keypoint_sigmas=0.025,0.05,...``; default: COCO's for COCO's person keypoints, else 0.05 each).
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class CocoDataset(AnnotatedDataset):
         transforms: Transform | None = None,
         image_dir: str | os.PathLike[str] | None = None,
         check_images: bool = True,
+        keypoint_sigmas: Sequence[float] | None = None,
     ) -> None:
         path = Path(path)
         expected = "a COCO instances JSON object with 'images', 'annotations' and 'categories'"
@@ -275,7 +279,7 @@ class CocoDataset(AnnotatedDataset):
             problems=log.problems,
             source=str(path),
             category_ids=category_ids,
-            keypoint_spec=spec,
+            keypoint_spec=with_sigmas(spec, keypoint_sigmas, str(path)),
             transforms=transforms,
         )
 

@@ -9,12 +9,13 @@ one at ``(0, 0)``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from maskrcnn.data.dataset import DataError, ProblemLog
 from maskrcnn.data.keypoints import KeypointSpec, check_keypoint_list
 
-__all__ = ["box_polygon", "checked_keypoints", "keypoint_spec", "skeleton_pairs"]
+__all__ = ["box_polygon", "checked_keypoints", "keypoint_spec", "skeleton_pairs", "with_sigmas"]
 
 # Annotation tools let a click land on the border's outer edge (as polygons get, see check_annotation): a
 # point up to this far outside is moved onto the border; farther out it is another object's, or a
@@ -142,3 +143,23 @@ def box_polygon(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]
     """The rectangle ``x0..x1`` by ``y0..y1`` (pixels) as a one-part polygon: the segmentation of an
     instance that only has a box (a COCO annotation without ``segmentation``, a YOLO pose label)."""
     return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def with_sigmas(spec: KeypointSpec | None, sigmas: Sequence[float] | None, where: str) -> KeypointSpec | None:
+    """``spec`` with the OKS sigmas a reader was given (``keypoint_sigmas=``: one per keypoint, how precisely
+    each is placed), or ``spec`` itself without them.
+
+    Raises:
+        DataError: sigmas for data without keypoints, of another count, or not all positive.
+    """
+    if sigmas is None:
+        return spec
+    if spec is None:
+        raise DataError(f"{where}: keypoint_sigmas given, but the data has no keypoints")
+    values = [float(s) for s in sigmas]
+    if len(values) != spec.num_keypoints or min(values) <= 0:
+        raise DataError(
+            f"{where}: keypoint_sigmas={values}: expected {spec.num_keypoints} positive values, one per "
+            f"keypoint ({', '.join(spec.names)})"
+        )
+    return dataclasses.replace(spec, sigmas=tuple(values))

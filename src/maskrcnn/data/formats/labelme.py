@@ -38,6 +38,7 @@ from maskrcnn.data.formats.keypoint_values import (
     checked_keypoints,
     keypoint_spec,
     skeleton_pairs,
+    with_sigmas,
 )
 from maskrcnn.data.formats.via import ellipse_polygon
 from maskrcnn.data.image_io import ImageError, read_image_bytes
@@ -91,6 +92,8 @@ class LabelMeDataset(AnnotatedDataset):
         keypoints: the keypoint names and their order (``-o keypoints=nose,left_eye,right_eye``).
         skeleton: the pairs of keypoints joined in pictures: ``a-b`` texts of names or 0-based indices
             (``-o skeleton=nose-left_eye,nose-right_eye`` or ``0-1,0-2``), or index pairs ``[[0, 1]]``.
+        keypoint_sigmas: the OKS sigma of each keypoint, for the keypoint AP (``-o
+            keypoint_sigmas=0.025,0.05,...``; default: COCO's for COCO's person keypoints, else 0.05 each).
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class LabelMeDataset(AnnotatedDataset):
         class_names: Sequence[str] | None = None,
         keypoints: Sequence[str] | None = None,
         skeleton: Sequence[str] | Sequence[Sequence[int]] | None = None,
+        keypoint_sigmas: Sequence[float] | None = None,
     ) -> None:
         path = Path(path)
         if path.is_dir():
@@ -164,7 +168,7 @@ class LabelMeDataset(AnnotatedDataset):
             names,
             problems=problems + folder_log.problems,
             source=str(path),
-            keypoint_spec=spec,
+            keypoint_spec=with_sigmas(spec, keypoint_sigmas, str(path)),
             transforms=transforms,
         )
 

@@ -3,9 +3,10 @@
 Options come as Python values or, from the command line's ``-o KEY=VALUE``, as what YAML makes of the
 text: ``class_names=[balloon, kite]`` is a list, ``class_names=balloon,kite`` the text ``"balloon,kite"``.
 A reader iterating that text would take each letter for a class, so values are held against the
-reader's type hints: a text where a list of texts is expected is split at its commas, a single value
-where a list of such values is expected becomes a list of one, and anything else that does not fit is a
-:class:`~maskrcnn.data.dataset.DataError` naming the option, its value and what it should be.
+reader's type hints: a text where a list of texts (or of numbers) is expected is split at its commas, a
+single value where a list of such values is expected becomes a list of one, and anything else that does
+not fit is a :class:`~maskrcnn.data.dataset.DataError` naming the option, its value and what it should
+be.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def _convert(value: Any, hint: Any) -> Any:
             (item,) = typing.get_args(arm)
             if isinstance(value, str) and item is str:
                 return [part.strip() for part in value.split(",") if part.strip()]
+            if isinstance(value, str) and item in (int, float):
+                # "0.05,0.1" (YAML reads it as one text): numbers at the commas, or left as it is
+                try:
+                    return [item(part) for part in value.split(",")]
+                except ValueError:
+                    return value
             if _fits(value, item):
                 return [value]
     return value
@@ -105,7 +112,11 @@ def _describe(hint: Any) -> str:
         return " or ".join(_describe(a) for a in arms)
     if origin in _COLLECTIONS:
         (item,) = typing.get_args(hint)
-        return "a list of texts ([a, b] or a,b)" if item is str else f"a list ([...]) of {_describe(item)}"
+        if item is str:
+            return "a list of texts ([a, b] or a,b)"
+        if item in (int, float):
+            return f"a list of {'whole numbers' if item is int else 'numbers'} ([1, 2] or 1,2)"
+        return f"a list ([...]) of {_describe(item)}"
     if origin is collections.abc.Mapping:
         return "a mapping such as {1: person, 2: car}"
     names = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}

@@ -45,6 +45,7 @@ from maskrcnn.data.formats.keypoint_values import (
     checked_keypoints,
     keypoint_spec,
     skeleton_pairs,
+    with_sigmas,
 )
 from maskrcnn.data.image_io import is_image_file
 from maskrcnn.data.keypoints import KeypointSpec
@@ -180,6 +181,8 @@ class YoloDataset(AnnotatedDataset):
         split: which entry of the YAML to read (``"train"``, ``"val"``, ``"test"``).
         skeleton: a pose dataset's skeleton for pictures: ``a-b`` texts of keypoint names or 0-based
             indices (``-o skeleton=0-1,1-2``), or index pairs ``[[0, 1], [1, 2]]``.
+        keypoint_sigmas: the OKS sigma of each keypoint, for the keypoint AP (``-o
+            keypoint_sigmas=0.025,0.05,...``; default: COCO's for COCO's person keypoints, else 0.05 each).
 
     Items are ``(image float [3, H, W], target)`` with one mask per label line.
     """
@@ -192,6 +195,7 @@ class YoloDataset(AnnotatedDataset):
         transforms: Transform | None = None,
         split: str = "train",
         skeleton: Sequence[str] | Sequence[Sequence[int]] | None = None,
+        keypoint_sigmas: Sequence[float] | None = None,
     ) -> None:
         yaml_path = Path(path)
         data = self._read_yaml(yaml_path)
@@ -250,7 +254,7 @@ class YoloDataset(AnnotatedDataset):
             problems=problems,
             source=str(yaml_path),
             category_ids=None,
-            keypoint_spec=pose[0] if pose is not None else None,
+            keypoint_spec=with_sigmas(pose[0] if pose is not None else None, keypoint_sigmas, str(yaml_path)),
             transforms=transforms,
         )
 
