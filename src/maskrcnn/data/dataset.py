@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from maskrcnn.data.image_io import ImageError, image_size, read_image, read_image_bytes
-from maskrcnn.data.keypoints import KeypointSpec
+from maskrcnn.data.keypoints import KeypointSpec, check_keypoint_list
 from maskrcnn.ops import masks_to_boxes, polygons_to_mask, rle_area, rle_decode
 
 __all__ = [
@@ -761,11 +761,19 @@ class AnnotatedDataset(InstanceDataset):
         assert self.keypoint_spec is not None
         k = self.keypoint_spec.num_keypoints
         anns = self.records[index].annotations
-        out = torch.zeros((len(anns), k, 3), dtype=torch.float32)
-        for i, a in enumerate(anns):
-            if a.keypoints is not None:
-                out[i] = torch.tensor(a.keypoints, dtype=torch.float32).reshape(k, 3)
-        return out
+        rows = []
+        for a in anns:
+            if a.keypoints is None:
+                rows.append([0.0] * (3 * k))
+                continue
+            problem = check_keypoint_list(a.keypoints, k)
+            if problem:  # the readers check this; a record built by hand may not have been
+                where = ", ".join(
+                    p for p in (self.source, f"image {self.image_reference(index)}", a.ref) if p
+                )
+                raise DataError(f"{where}: {problem}")
+            rows.append(a.keypoints)
+        return torch.tensor(rows, dtype=torch.float32).reshape(len(anns), k, 3)
 
     def _rasterize(
         self, index: int, annotation: Annotation, height: int, width: int, cache: dict[Path, np.ndarray]

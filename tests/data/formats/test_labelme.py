@@ -340,3 +340,18 @@ def test_each_keypoint_problem_names_file_shape_and_value(tmp_path):
     assert ds.load_keypoints(0).tolist() == [[[0, 0, 0], [0, 0, 0], [14, 4, 2]]]
     with pytest.raises(DataError, match=r"shape 0 \('nose'\): a point has no area"):
         LabelMeDataset(tmp_path, strict=True)
+
+
+def test_a_point_that_is_not_a_number_drops_its_instance_with_an_error(tmp_path):
+    write_image(tmp_path / "a.png", 32, 24)
+    shapes = [
+        shape("person", square(1, 1, 9, 9), group_id=1),
+        point("nose", float("nan"), 2, 1),  # json writes NaN, and Python's json reads it back
+        shape("person", square(12, 1, 20, 9), group_id=2),
+        point("nose", 15, 2, 2),
+    ]
+    write_json(tmp_path / "a.json", labelme("a.png", shapes, 24, 32))
+    ds = LabelMeDataset(tmp_path)
+    assert [a.ref for a in ds.records[0].annotations] == ["group 2 (shapes 2, 3)"]
+    assert [p.severity for p in ds.problems] == ["error"]
+    assert ds.problems[0].annotation == "group 1 (shapes 0, 1)"

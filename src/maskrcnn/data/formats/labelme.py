@@ -160,6 +160,8 @@ class LabelMeDataset(AnnotatedDataset):
             item.annotation.label = label_of[item.name]
             if spec is not None:
                 item.annotation.keypoints = _keypoint_list(item, spec)
+                if item.annotation.keypoints is None:  # an error was reported (a NaN point): as COCO, drop it
+                    item.record.annotations.remove(item.annotation)
         folder_log = ProblemLog(str(path), strict=strict)
         folder_log.report_empty_classes(records, names)
         problems: list[Problem] = [p for log in logs for p in log.problems]
@@ -214,7 +216,7 @@ def _keypoint_list(item: _Pending, spec: KeypointSpec) -> list[float] | None:
         x, y = item.points.get(name, (0.0, 0.0))
         flat += [x, y, 2.0 if name in item.points else 0.0]
     record = item.record
-    # Never None: the values are numbers and visibilities LabelMe gave (the points were checked as read).
+    # None (an error reported) only for a non-finite point: JSON's NaN passes the number check of reading.
     return checked_keypoints(
         flat, spec, record.height, record.width, item.log, image=record.ref, annotation=item.annotation.ref
     )
