@@ -49,6 +49,7 @@ from maskrcnn.engine.tiling import (
     detect_tiled,
     image_size_of,
 )
+from maskrcnn.modeling import MaskRCNN
 from maskrcnn.ops import paste_masks_in_image
 from maskrcnn.structures import CroppedMasks
 from maskrcnn.weights.coco import UNUSED_CLASS, used_labels
@@ -329,6 +330,61 @@ class Predictor:
         while batch := list(islice(iterator, self.batch_size)):
             yield from self.predict_batch(batch)
 
+    def masks_for_boxes(
+        self,
+        image: ImageInput,
+        boxes: Tensor | Sequence[Sequence[float]],
+        labels: Tensor | Sequence[int] | None = None,
+        *,
+        scores: Tensor | Sequence[float] | None = None,
+    ) -> Detections:
+        """The model's masks (and keypoints) for boxes you already have: from another detector (YOLO, a
+        tracker) or a person. The region proposals and the box refinement are skipped: each box is used
+        as it is, in the order given, whatever its score (no threshold, no class filter).
+
+        Args:
+            image: any form :func:`to_image_tensor` takes.
+            boxes: ``[B, 4]`` xyxy in the image's pixels.
+            labels: ``[B]`` each box's class, a model label ``1..K``; 0 (or ``None`` for all) where the
+                class is not known or not one of the model's: the model's most probable class is taken.
+            scores: ``[B]`` the boxes' own scores, reported as they are; ``None``: the model's
+                probability of each box's class.
+
+        Returns:
+            :class:`Detections` of the given boxes, in their order.
+
+        Raises:
+            ValueError: a model without masks or without a box-taking call (not a Mask R-CNN), a
+                predictor on tiles, or boxes, labels or scores of the wrong shape.
+        """
+        if not self.has_masks or not isinstance(self.model, MaskRCNN):
+            raise ValueError("masks_for_boxes needs a Mask R-CNN with a mask head")
+        if self.tile is not None:
+            raise ValueError(
+                "masks_for_boxes runs on whole images: make the predictor without tiles (tile=None)"
+            )
+        tensor = to_image_tensor(image)
+        given = (
+            torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) if len(boxes) else torch.zeros(0, 4)
+        )
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+            if len(labels) != len(given):
+                raise ValueError(f"{len(labels)} labels for {len(given)} boxes")
+            labels = torch.where((labels >= 1) & (labels <= len(self.class_names)), labels, 0)
+        with torch.inference_mode(), self.precision.autocast():
+            (output,) = self.model.detect_in_boxes(
+                [tensor.to(self.device)], [given.to(self.device)], [labels], paste_masks=False
+            )
+        output["roi_masks"] = output.pop("masks")
+        output["boxes"] = given.to(output["roi_masks"].device)  # exactly as given (no rescaling round trip)
+        if scores is not None:
+            scores = torch.as_tensor(scores, dtype=torch.float32).reshape(-1)
+            if len(scores) != len(given):
+                raise ValueError(f"{len(scores)} scores for {len(given)} boxes")
+            output["scores"] = scores
+        return self._detections(output, (int(tensor.shape[-2]), int(tensor.shape[-1])))
+
     def _predict_tiled(self, image: ImageInput) -> Detections:
         """Detections in one image, tile by tile (a path is decoded into a PIL image and converted to
         floats one tile at a time: see :mod:`maskrcnn.engine.tiling`)."""
@@ -370,6 +426,11 @@ class Predictor:
             keep &= torch.isin(labels, self._class_labels.to(labels.device))
         index = torch.where(keep)[0]
         kept = select(output, index[scores[index].argsort(descending=True, stable=True)])
+        return self._detections(kept, size)
+
+    def _detections(self, kept: dict[str, Any], size: tuple[int, int]) -> Detections:
+        """The :class:`Detections` of a model output's chosen detections, in their order, masks pasted at
+        ``size``."""
         keypoints = {key: kept[key].float().cpu() for key in ("keypoints", "keypoints_scores") if key in kept}
         if isinstance(kept.get("masks"), CroppedMasks):  # merged from tiles: binary already
             labels = kept["labels"]

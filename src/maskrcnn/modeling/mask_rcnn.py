@@ -16,8 +16,9 @@ from maskrcnn.modeling.layers import norm_factory
 from maskrcnn.modeling.mask_head import MaskRCNNHeads, MaskRCNNPredictor
 from maskrcnn.modeling.roi_heads import RoIHeads
 from maskrcnn.modeling.rpn import RegionProposalNetwork, RPNHead
-from maskrcnn.modeling.transform import RCNNTransform
+from maskrcnn.modeling.transform import RCNNTransform, resize_boxes
 from maskrcnn.ops import AnchorGenerator, MultiScaleRoIAlign
+from maskrcnn.structures import ImageList
 
 __all__ = ["MaskRCNN", "build_model", "check_targets"]
 
@@ -92,9 +93,7 @@ class MaskRCNN(nn.Module):
             )
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
-        if self.channels_last:
-            batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(batch.tensors)
+        features = self._features(batch)
         proposals, rpn_losses = self.rpn(batch, features, targets)
         detections, head_losses = self.roi_heads(
             features, proposals, batch.image_sizes, targets, score_thresh=score_thresh
@@ -104,6 +103,67 @@ class MaskRCNN(nn.Module):
         return self.transform.postprocess(
             detections, batch.image_sizes, original_sizes, paste_masks=paste_masks
         )
+
+    def detect_in_boxes(
+        self,
+        images: Sequence[Tensor],
+        boxes: Sequence[Tensor],
+        labels: Sequence[Tensor | None] | None = None,
+        *,
+        paste_masks: bool = True,
+    ) -> list[Target]:
+        """Detections for given boxes (evaluation mode): the masks (and keypoints) the model predicts
+        inside boxes found by another detector or drawn by a person; the RPN is not run.
+
+        Args:
+            images: ``[C, H, W]`` 0..1 images.
+            boxes: per image ``[B_i, 4]`` xyxy in the image's pixels.
+            labels: per image ``int64 [B_i]`` classes in ``1..num_classes - 1``, 0 where a box's class is
+                not known (the model's most probable class is taken), or ``None`` for all unknown.
+
+        Returns:
+            per image what :meth:`forward` returns in evaluation, for the given boxes in their order:
+            ``boxes`` (the given ones, up to float rounding), ``labels``, ``scores`` (the model's
+            probability of each label), ``masks`` and, with a keypoint head, the keypoints.
+
+        Raises:
+            ValueError: in training mode; not one ``[B_i, 4]`` box tensor (and label tensor) per image,
+                or a label outside ``0..num_classes - 1``.
+        """
+        if self.training:
+            raise ValueError("MaskRCNN.detect_in_boxes: call model.eval() first")
+        check_images(images, self.transform.image_mean)
+        given_labels = list(labels) if labels is not None else [None] * len(boxes)
+        if len(boxes) != len(images) or len(given_labels) != len(images):
+            raise ValueError(
+                f"{len(images)} images, {len(boxes)} box tensors and {len(given_labels)} label tensors"
+            )
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batch, _ = self.transform(images)
+        features = self._features(batch)
+        scaled, chosen = [], []
+        for k, (b, lab, original, size) in enumerate(
+            zip(boxes, given_labels, original_sizes, batch.image_sizes, strict=True)
+        ):
+            if b.dim() != 2 or b.shape[-1] != 4:
+                raise ValueError(f"image {k}: boxes must be [B, 4] xyxy, got {list(b.shape)}")
+            lab = torch.zeros(len(b), dtype=torch.int64) if lab is None else lab.to(torch.int64)
+            if lab.shape != (len(b),) or (
+                len(lab) and not 0 <= int(lab.min()) <= int(lab.max()) < self.num_classes
+            ):
+                raise ValueError(f"image {k}: labels must be [{len(b)}] in 0..{self.num_classes - 1}")
+            scaled.append(resize_boxes(b.to(batch.tensors.device, torch.float32), original, size))
+            chosen.append(lab.to(batch.tensors.device))
+        detections = self.roi_heads.detect_in_boxes(features, scaled, batch.image_sizes, chosen)
+        return self.transform.postprocess(
+            detections, batch.image_sizes, original_sizes, paste_masks=paste_masks
+        )
+
+    def _features(self, batch: ImageList) -> dict[str, Tensor]:
+        """The feature pyramid of a batch (channels-last when the model says so)."""
+        if self.channels_last:
+            batch.tensors = batch.tensors.contiguous(memory_format=torch.channels_last)
+        return self.backbone(batch.tensors)
 
 
 def check_images(images: Sequence[Tensor], mean: Sequence[float]) -> None:

@@ -313,6 +313,45 @@ class RoIHeads(nn.Module):
         detections = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes, score_thresh=score_thresh
         )
+        return self.describe(features, detections, image_shapes)
+
+    def detect_in_boxes(
+        self,
+        features: dict[str, Tensor],
+        boxes: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        labels: list[Tensor],
+    ) -> list[dict[str, Tensor]]:
+        """Detections for boxes given from elsewhere (another detector, a person): the boxes as they are,
+        their classes, and the masks and keypoints of the branches the model has.
+
+        Args:
+            boxes: per image ``[B_i, 4]`` xyxy in resized-image pixels.
+            labels: per image ``int64 [B_i]``: each box's class, or 0 where it is not known: the box
+                branch's most probable foreground class is taken.
+
+        Returns:
+            per image ``boxes`` (the given ones), ``labels``, ``scores`` (the box branch's softmax
+            probability of the label) and the branches' outputs as :meth:`detect` gives them.
+        """
+        class_logits, _ = self.box_branch(features, boxes, image_shapes)
+        probabilities = F.softmax(class_logits, -1).split([len(b) for b in boxes])
+        detections = []
+        for image_boxes, probs, given in zip(boxes, probabilities, labels, strict=True):
+            best = probs[:, 1:].argmax(1) + 1
+            chosen = torch.where(given > 0, given.to(best.device), best)
+            scores = probs.gather(1, chosen[:, None])[:, 0]
+            detections.append({"boxes": image_boxes, "labels": chosen, "scores": scores})
+        return self.describe(features, detections, image_shapes)
+
+    def describe(
+        self,
+        features: dict[str, Tensor],
+        detections: list[dict[str, Tensor]],
+        image_shapes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Add each detection's mask probabilities (``masks [D, 1, M, M]``) and keypoints to per image
+        ``boxes`` and ``labels``, for the branches the model has; returns ``detections``."""
         boxes = [d["boxes"] for d in detections]
         if self.has_masks:
             mask_logits = self.mask_branch(features, boxes, image_shapes)
