@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import maskrcnn
-from maskrcnn.engine.predictor import Detections, Predictor, to_image_tensor
+from maskrcnn.engine.image_input import to_image_tensor
+from maskrcnn.engine.predictor import Detections, Predictor
 from maskrcnn.modeling import build_model
 from maskrcnn.weights import save_checkpoint
 from tests.engine.prediction_helpers import (
@@ -72,25 +73,6 @@ def test_predictor_on_device(checkpoint: Path, device: str):
     assert len(found) == 10
     assert found.boxes.device.type == "cpu"  # results come back to the CPU
     assert found.masks.shape == (10, 48, 64)
-
-
-def test_to_image_tensor_forms():
-    grey = np.full((4, 5), 255, np.uint8)
-    assert torch.equal(to_image_tensor(grey), torch.ones(3, 4, 5))
-    rgba = np.zeros((4, 5, 4), np.uint8)
-    rgba[..., 0] = 255
-    rgba[..., 3] = 7
-    image = to_image_tensor(rgba)
-    assert image.shape == (3, 4, 5)
-    assert image[0].eq(1).all()
-    assert image[1:].eq(0).all()
-    assert to_image_tensor(Image.new("L", (5, 4), 51)).shape == (3, 4, 5)
-    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
-        to_image_tensor(torch.zeros(4, 5))
-    with pytest.raises(ValueError, match="uint8"):
-        to_image_tensor(np.zeros((4, 5, 3), np.int32))
-    with pytest.raises(TypeError):
-        to_image_tensor([1, 2, 3])  # type: ignore[arg-type]
 
 
 def test_score_threshold_and_class_filter(checkpoint: Path, predictor: Predictor):
