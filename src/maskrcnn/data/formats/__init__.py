@@ -25,6 +25,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "instance-png": ("maskrcnn.data.formats.masks", "InstancePngDataset"),
     "mask-dirs": ("maskrcnn.data.formats.masks", "MaskDirsDataset"),
     "yolo": ("maskrcnn.data.formats.yolo", "YoloDataset"),
+    "openimages": ("maskrcnn.data.formats.openimages", "OpenImagesDataset"),
     "shapes": ("maskrcnn.data.shapes", "ShapesDataset"),
 }
 

@@ -7,6 +7,7 @@ that the user can pass ``--format``. Detection only looks: the reader then valid
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import yaml
 
 from maskrcnn.data.dataset import DataError
 from maskrcnn.data.formats.coco import read_json
+from maskrcnn.data.formats.openimages import COLUMNS, SEGMENTATION_SUFFIX, is_segmentation_header
 from maskrcnn.data.image_io import is_image_file
 
 __all__ = ["detect_format"]
@@ -35,7 +37,8 @@ def detect_format(path: str | os.PathLike[str] | None) -> str:
     Recognises a COCO instances JSON (an object with ``images`` and ``categories``/``annotations``), a
     VIA JSON (1.x/2.x entries with ``filename`` and ``regions``, or a 2.x project with
     ``_via_img_metadata``), a single LabelMe JSON (``shapes`` and ``imagePath``) or a folder of them, a
-    YOLO data YAML (``names`` or ``nc``, and ``train`` or ``val``), a Penn-Fudan-style folder
+    YOLO data YAML (``names`` or ``nc``, and ``train`` or ``val``), an Open Images segmentation CSV
+    (a header with ``MaskPath``, ``ImageID`` and ``LabelName``: ``openimages``), a Penn-Fudan-style folder
     (``PNGImages/`` and ``PedMasks/``: ``instance-png``) and a nucleus-style folder of samples
     (``<id>/images/`` and ``<id>/masks/``: ``mask-dirs``).
 
@@ -73,8 +76,13 @@ def _file_formats(path: Path) -> tuple[list[str], str]:
         ):
             return ["yolo"], "a YOLO data YAML"
         return [], f"a YAML file with {_keys(data)}; a YOLO data YAML has 'names' and 'train'/'val'"
+    if suffix == ".csv":
+        return _csv_formats(path)
     if suffix != ".json":
-        return [], f"a {suffix or 'suffix-less'} file; COCO, VIA and LabelMe are .json, YOLO a .yaml"
+        return [], (
+            f"a {suffix or 'suffix-less'} file; COCO, VIA and LabelMe are .json, YOLO a .yaml, Open Images "
+            "a .csv"
+        )
     if path.stat().st_size > _PARSE_LIMIT:
         return _sniff_json(path)
     return _json_formats(read_json(path, "a COCO, VIA or LabelMe JSON"))
@@ -96,6 +104,21 @@ def _json_formats(data: Any) -> tuple[list[str], str]:
     if isinstance(data.get("shapes"), list) and "imagePath" in data:
         found.append("labelme")
     return found, f"a JSON object with {_keys(data)}"
+
+
+def _csv_formats(path: Path) -> tuple[list[str], str]:
+    """The formats a CSV fits (from its header line alone: Open Images' train CSV is 2.7 million rows)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader([f.readline(_SNIFF_BYTES)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return [], f"a CSV file that cannot be read ({e})"
+    if is_segmentation_header(header):
+        return ["openimages"], "an Open Images segmentation CSV"
+    return [], (
+        f"a CSV file whose first line is {','.join(header)!r:.80}; an Open Images segmentation CSV "
+        f"(<split>{SEGMENTATION_SUFFIX}) starts {','.join(COLUMNS[:3])}"
+    )
 
 
 def _is_via_entry(value: Any) -> bool:
@@ -136,7 +159,12 @@ def _folder_formats(path: Path) -> tuple[list[str], str]:
     seen = "a folder with " + (
         ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "") or "nothing"
     )
-    hints = [p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".json", ".yaml", ".yml")]
+    hints = [
+        p.name
+        for p in path.iterdir()
+        if p.is_file()
+        and (p.suffix.lower() in (".json", ".yaml", ".yml") or p.name.endswith(SEGMENTATION_SUFFIX))
+    ]
     if not found and hints:
         seen += "; pass the annotation file itself (e.g. " + ", ".join(sorted(hints)[:3]) + ")"
     elif not found and any(is_image_file(p) for p in path.iterdir()):
