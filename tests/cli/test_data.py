@@ -1,5 +1,7 @@
 """``check-data``, ``inspect data`` and ``convert``."""
 
+import pytest
+
 from maskrcnn.cli import main
 
 
@@ -106,3 +108,48 @@ def test_evaluate_says_where_it_looked_for_missing_images(tmp_path, capsys):
         f"error: {path}: none of the images it lists were found (a.png); looked in {tmp_path}/, "
         f"{tmp_path / 'images'}/, {tmp_path.parent / 'images'}/; pass image_dir="
     ) in err
+
+
+@pytest.mark.parametrize("fmt", ["coco", "labelme", "via", "yolo"])
+def test_convert_to_each_format(tmp_path, capsys, fmt):
+    import torch
+
+    from maskrcnn.data import load_dataset
+
+    path = _via_dataset(tmp_path / "via")
+    out = tmp_path / ("out.json" if fmt == "coco" else "out")
+    assert main(["convert", "--from", "via", str(path), "--to", fmt, str(out), "--tolerance", "0"]) == 0
+    captured = capsys.readouterr()
+    written = {"coco": out, "labelme": out, "via": out / "via_region_data.json", "yolo": out / "data.yaml"}[
+        fmt
+    ]
+    assert f"wrote {written}: 2 images, 1 classes (2 instances or images with errors left out" in captured.out
+    assert "image b.png, region 0: polygon part 0 has 2 points" in captured.err
+    source, back = load_dataset("via", path), load_dataset(fmt, written)
+    assert back.class_names == ["object"]
+    targets = sorted((back[i][1] for i in range(len(back))), key=lambda t: -len(t["labels"]))
+    assert [t["labels"].tolist() for t in targets] == [[1], []]  # a.png's triangle, and b.png, a negative
+    assert torch.equal(targets[0]["masks"], source[0][1]["masks"])  # --tolerance 0: exact
+
+
+def test_convert_refuses_what_it_cannot_write(tmp_path, capsys):
+    from maskrcnn.data.formats.annotation_writer import DEFAULT_TOLERANCE
+
+    path = str(_via_dataset(tmp_path / "via"))
+    assert main(["convert", "--from", "via", path, "--to", "voc", str(tmp_path / "o")]) == 1
+    assert "convert --to voc: choose from coco, labelme, via, yolo" in capsys.readouterr().err
+    assert (
+        main(["convert", "--from", "via", path, "--to", "yolo", str(tmp_path / "o"), "--image-root", "x"])
+        == 1
+    )
+    assert "--image-root is for --to coco" in capsys.readouterr().err
+    assert (
+        main(["convert", "--from", "via", path, "--to", "via", str(tmp_path / "o"), "--tolerance", "-1"]) == 1
+    )
+    assert "--tolerance -1.0: must be 0 or more" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["convert", "--from", "via", path, "--to", "labelme", str(tmp_path / "file")]) == 1
+    assert f"--to {tmp_path / 'file'} is a file; give a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    assert f"(default {DEFAULT_TOLERANCE:g}:" in " ".join(capsys.readouterr().out.split())

@@ -60,7 +60,7 @@ def test_assignments_keep_the_text_and_reader_options_are_typed():
         (["train", "--out", "x", "--set", "train.nothing=1"], "error: override 'train.nothing': no such key"),
         (["check-data", "--format", "coco", "missing.json"], "error: "),
         (["check-data", "--format", "shapes", "-o", "colour=red"], "error: --format shapes: "),
-        (["convert", "--from", "shapes", "--to", "voc", "out.xml"], "error: convert --to voc: only coco"),
+        (["convert", "--from", "shapes", "--to", "voc", "out.xml"], "error: convert --to voc: choose"),
     ],
 )
 def test_problems_are_one_line_with_exit_code_1(tmp_path, monkeypatch, capsys, argv, message):

@@ -1,5 +1,6 @@
 """Datasets as COCO instance annotations: :class:`CocoBuilder`, the one place a dataset's items become a
-COCO dict (``maskrcnn convert --from FORMAT SRC --to coco OUT`` writes it; evaluation scores against it).
+COCO dict (``maskrcnn convert --from FORMAT SRC --to coco OUT`` writes it through :class:`CocoWriter`, the
+COCO writer of :mod:`~maskrcnn.data.formats.annotation_writer`; evaluation scores against it).
 
 Every instance is written as the mask the dataset's items hold, in compressed RLE: reading the file back
 with the COCO reader gives the same masks pixel for pixel, whatever the source format stored (polygons,
@@ -21,11 +22,18 @@ from torch import Tensor
 
 from maskrcnn.data.dataset import DataError, base_dataset, resolve_index, stored_items
 from maskrcnn.data.formats import load_dataset
+from maskrcnn.data.formats.annotation_writer import (
+    DEFAULT_TOLERANCE,
+    AnnotationWriter,
+    ImageInstances,
+    write_dataset,
+)
 from maskrcnn.data.keypoints import KeypointSpec
 from maskrcnn.io import write_json
 from maskrcnn.ops.masks import rle_encode
+from maskrcnn.structures import CroppedMasks
 
-__all__ = ["CocoBuilder", "convert", "to_coco", "write_coco"]
+__all__ = ["CocoBuilder", "CocoWriter", "convert", "to_coco", "write_coco"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +46,8 @@ class CocoBuilder:
 
     Images get ``id`` (the target's ``image_id``), ``file_name``, ``height``, ``width``; annotations get
     ``id`` 1.., ``image_id``, ``category_id``, ``segmentation`` (compressed RLE, ``counts`` a str),
-    ``area`` (mask pixels, an int), ``bbox`` ``[x, y, w, h]`` (the target's box) and ``iscrowd``.
+    ``area`` (mask pixels, an int), ``bbox`` ``[x, y, w, h]`` (the target's box) and ``iscrowd``, and for a
+    target with ``scores`` (predictions) ``score``.
 
     With a ``keypoint_spec``, as COCO's person keypoints: every category gets ``keypoints`` (the names) and
     ``skeleton`` (1-based pairs), and ``flip_index`` (0-based; not COCO's, the COCO reader's) when the
@@ -99,8 +108,9 @@ class CocoBuilder:
         Args:
             image_id: the image's COCO id (distinct across the builder).
             height, width: the image's size.
-            target: ``masks`` uint8 ``[N, H, W]``, ``boxes`` xyxy ``[N, 4]``, ``labels`` ``[N]`` in 1..K
-                and optionally ``iscrowd`` ``[N]``; with a keypoint spec, ``keypoints`` float ``[N, K, 3]``.
+            target: ``masks`` uint8 ``[N, H, W]`` (or :class:`~maskrcnn.structures.CroppedMasks`), ``boxes``
+                xyxy ``[N, 4]``, ``labels`` ``[N]`` in 1..K and optionally ``iscrowd`` ``[N]`` and
+                ``scores`` ``[N]``; with a keypoint spec, ``keypoints`` float ``[N, K, 3]``.
             file_name: default ``image_<id>.png`` (a name to save an image without a file under).
             reference: how messages name the image (its path, say).
 
@@ -124,15 +134,13 @@ class CocoBuilder:
         crowd = target.get("iscrowd")
         if crowd is None:
             crowd = torch.zeros(len(masks), dtype=torch.int64)
+        if isinstance(masks, CroppedMasks):  # a prediction's: encoded from the crops, never made full size
+            rles, areas = masks.rle(), masks.areas().tolist()
+        else:
+            rles, areas = rle_encode(masks), masks.flatten(1).sum(1).tolist()
+        scores = target.get("scores")
         for k, (rle, area, box, label, iscrowd) in enumerate(
-            zip(
-                rle_encode(masks),
-                masks.flatten(1).sum(1).tolist(),
-                target["boxes"].tolist(),
-                target["labels"].tolist(),
-                crowd.tolist(),
-                strict=True,
-            )
+            zip(rles, areas, target["boxes"].tolist(), target["labels"].tolist(), crowd.tolist(), strict=True)
         ):
             x0, y0, x1, y1 = box
             annotation = {
@@ -144,6 +152,8 @@ class CocoBuilder:
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "iscrowd": int(iscrowd),
             }
+            if scores is not None:
+                annotation["score"] = round(float(scores[k]), 5)
             if keypoints is not None:
                 points = keypoints[k]
                 annotation["keypoints"] = [v for x, y, vis in points for v in (x, y, int(vis))]
@@ -210,12 +220,8 @@ def _keypoint_fields(spec: KeypointSpec | None) -> dict[str, Any]:
     return fields
 
 
-def _file_name(
-    dataset: Any, index: int, image_id: int, image_root: str | os.PathLike[str] | None
-) -> str | None:
-    path = dataset.image_info[index].get("path")
-    if path is None:
-        return None  # no file (synthetic or embedded data): the builder's image_<id>.png
+def _file_name(path: Path, image_root: str | os.PathLike[str] | None) -> str:
+    """An image's ``file_name``: relative to ``image_root``, else absolute (POSIX slashes)."""
     absolute = os.path.abspath(path)
     if image_root is not None:
         try:
@@ -251,12 +257,14 @@ def to_coco(
         base, i = resolve_index(dataset, index)
         image_id = int(target["image_id"])
         height, width = (int(v) for v in image.shape[-2:])
+        path = base.image_info[i].get("path")
         builder.add(
             image_id,
             height,
             width,
             target,
-            file_name=_file_name(base, i, image_id, image_root),
+            # No file (synthetic or embedded data): the builder's image_<id>.png.
+            file_name=_file_name(path, image_root) if path is not None else None,
             reference=base.image_reference(i),
         )
     base = base_dataset(dataset)
@@ -279,15 +287,83 @@ def write_coco(
     return write_json(out_json, to_coco(dataset, image_root=image_root, skipped=skipped), indent=None)
 
 
+class CocoWriter(AnnotationWriter):
+    """COCO instances written through :class:`CocoBuilder` (``--to coco``, ``predict --save-as coco``):
+    ``out`` is the JSON file, written compact at :meth:`close`.
+
+    Masks are compressed RLE (exact: the tolerance is not used), boxes those of the masks, crowd regions
+    kept (``iscrowd``), predictions' scores written as ``score``. ``file_name`` is the image's path relative
+    to ``image_root`` when given, else absolute; an image without a file is written as
+    ``<out stem>_images/<name>.png`` beside the JSON and named relative to ``image_root``, else to the
+    JSON's folder (where the COCO reader looks first).
+
+    Args:
+        category_ids: the category id of each label (index 0 for label 1); default 1..K.
+        image_root: see above.
+        description: the file's ``info.description``.
+        (the others: see :class:`~maskrcnn.data.formats.annotation_writer.AnnotationWriter`).
+    """
+
+    keeps_crowds = True
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        class_names: Sequence[str],
+        keypoint_spec: KeypointSpec | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+        category_ids: Sequence[int] | None = None,
+        image_root: str | os.PathLike[str] | None = None,
+        description: str = "written by maskrcnn",
+    ) -> None:
+        super().__init__(out, class_names=class_names, keypoint_spec=keypoint_spec, tolerance=tolerance)
+        ids = category_ids if category_ids is not None else range(1, len(self.class_names) + 1)
+        self.builder = CocoBuilder(self.class_names, list(ids), keypoint_spec=keypoint_spec)
+        self.image_root = image_root
+        self.description = description
+
+    def _write(self, item: ImageInstances) -> None:
+        path = self.image_file(item, self.out.parent / f"{self.out.stem}_images")
+        root = self.image_root
+        if root is None and item.image_path is None:
+            root = self.out.parent  # the PNG just written beside the JSON: named from there
+        n = len(item.labels)
+        target: dict[str, Any] = {
+            "masks": item.masks,
+            "boxes": item.masks.boxes(),
+            "labels": torch.tensor(item.labels, dtype=torch.int64),
+            "iscrowd": torch.tensor(item.iscrowd, dtype=torch.int64),
+        }
+        if item.scores is not None:
+            target["scores"] = torch.tensor(item.scores)
+        if item.keypoints is not None:
+            target["keypoints"] = torch.tensor(item.keypoints, dtype=torch.float64).reshape(n, -1, 3)
+        self.builder.add(
+            item.image_id,
+            item.height,
+            item.width,
+            target,
+            file_name=_file_name(path, root),
+            reference=str(path),
+        )
+
+    def _finish(self) -> Path:
+        return write_json(self.out, self.builder.to_dict(self.description), indent=None)
+
+
 def convert(
     format: str,
     source: str | os.PathLike[str],
-    out_json: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
+    to: str = "coco",
+    tolerance: float = DEFAULT_TOLERANCE,
     image_root: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Path:
-    """Read ``source`` in ``format`` and write it as COCO JSON: ``load_dataset`` + :func:`write_coco`.
+    """Read ``source`` in ``format`` and write it in ``to``: ``load_dataset`` +
+    :func:`~maskrcnn.data.formats.annotation_writer.write_dataset`.
 
     The reader's problems are logged (warnings; the first few one by one), and instances or images with
     errors are left out unless ``strict=True`` is among ``options``.
@@ -295,12 +371,14 @@ def convert(
     Args:
         format: a reader name (``maskrcnn.data.formats.FORMATS``).
         source: what the reader reads (file, folder or data YAML).
-        out_json: the COCO file to write.
-        image_root: see :func:`to_coco`.
+        out: what to write: the COCO JSON file, or the folder of the other formats.
+        to: one of :data:`~maskrcnn.data.formats.annotation_writer.SAVE_FORMATS`.
+        tolerance: polygon simplification in pixels (LabelMe, VIA, YOLO).
+        image_root: COCO: see :class:`CocoWriter`.
         **options: the reader's options (``strict``, ``split``, ``class_map``...).
 
     Returns:
-        the written path.
+        the written output.
     """
     dataset = load_dataset(format, source, **options)
     problems = list(dataset.problems)
@@ -310,7 +388,7 @@ def convert(
         log.warning("... and %d more problems", len(problems) - _SHOWN_PROBLEMS)
     log.info("%s: %s", source, dataset.summary())
     skipped: list[str] | None = None if options.get("strict") else []
-    out = write_coco(dataset, out_json, image_root=image_root, skipped=skipped)
+    written = write_dataset(dataset, to, out, tolerance=tolerance, image_root=image_root, skipped=skipped)
     for message in skipped or []:
         log.warning("left out: %s", message)
-    return out
+    return written

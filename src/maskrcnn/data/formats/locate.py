@@ -42,13 +42,17 @@ def locate_images(
     *,
     image_dir: Path | None = None,
     required: bool = True,
+    named: Path | None = None,
 ) -> Path:
     """The folder the image ``names`` (relative file names from ``annotation_file``) are in.
 
-    With ``image_dir`` that folder; else the first of :func:`image_folders` holding the most of the first
-    names, with a warning in ``log`` when it is not the file's own folder.
+    With ``image_dir`` that folder; else the first of :func:`image_folders` (and after them ``named``)
+    holding the most of the first names, with a warning in ``log`` when it is not the file's own folder.
 
     Args:
+        named: a folder the annotation file itself names for its images (a VIA project's
+            ``default_filepath``), tried after the usual ones: a dataset that travelled with its images
+            beside it is read from there.
         required: raise when no image is found in any folder (else the file's own folder is returned,
             and the readers report each missing image).
 
@@ -57,6 +61,8 @@ def locate_images(
             the first missing files and every folder.
     """
     folders = [image_dir] if image_dir is not None else image_folders(annotation_file)
+    if image_dir is None and named is not None:
+        folders = list(dict.fromkeys([*folders, named]))
     unique = list(dict.fromkeys(names))
     if not unique:
         return folders[0]

@@ -81,8 +81,9 @@ class ViaDataset(AnnotatedDataset):
         transforms: ``(image, target) -> (image, target)`` augmentation.
         image_dir: folder of the images; by default the JSON's folder, or where
             :func:`~maskrcnn.data.formats.locate.locate_images` finds them (``images/`` beside it,
-            ``../images/``: a warning says which). When no image is found anywhere, :class:`DataError`
-            names the folders looked in.
+            ``../images/``, and last a 2.x project's ``_via_settings.core.default_filepath``, the folder VIA
+            loads its images from, relative to the JSON's folder when not absolute: a warning says
+            which). When no image is found anywhere, :class:`DataError` names the folders looked in.
         class_attribute: the region attribute holding the class, or ``None`` for a single class.
         class_name: the single class's name when ``class_attribute`` is ``None`` (``"object"``); giving it
             keeps a file's sole region attribute from being read as the class.
@@ -123,6 +124,7 @@ class ViaDataset(AnnotatedDataset):
             [entry["filename"] for _, entry in entries],
             log,
             image_dir=Path(image_dir) if image_dir is not None else None,
+            named=_default_filepath(path, data),
         )
 
         fixed = list(class_names) if class_names is not None else None
@@ -230,6 +232,18 @@ def _image_entries(path: Path, data: Any) -> list[tuple[str, dict[str, Any]]]:
             raise DataError(f"{path}: entry {key!r} has no 'filename'; expected {_EXPECTED}")
         entries.append((key, entry))
     return entries
+
+
+def _default_filepath(path: Path, data: Any) -> Path | None:
+    """A 2.x project's ``_via_settings.core.default_filepath`` as a local folder (relative to the JSON's
+    folder when not absolute); ``None`` when it is not set or is a URL."""
+    settings = data.get("_via_settings") if isinstance(data, dict) else None
+    core = settings.get("core") if isinstance(settings, dict) else None
+    value = core.get("default_filepath") if isinstance(core, dict) else None
+    if not isinstance(value, str) or not value.strip() or "://" in value:
+        return None
+    folder = Path(value.strip())
+    return folder if folder.is_absolute() else path.parent / folder
 
 
 def _sole_attribute(data: Any, entries: list[tuple[str, dict[str, Any]]]) -> str | None:
