@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 
 from maskrcnn.cli import build_parser, main
 from maskrcnn.cli.evaluate import run_evaluate
+from maskrcnn.engine.evaluation import format_semantic
 from maskrcnn.modeling import build_model
 from maskrcnn.weights import save_checkpoint
 from tests.engine.evaluation.helpers import small_config
@@ -30,6 +31,7 @@ def test_the_parser_declares_the_options(tmp_path):
     assert args.func is run_evaluate
     assert (args.device, args.batch_size, args.num_workers, args.confusion_score) == ("auto", 2, 0, 0.5)
     assert (args.data, args.option) == (None, [])
+    assert args.semantic_threshold == 0.5  # the predict-time --score-threshold
 
 
 def test_evaluate_writes_the_report(tmp_path, checkpoint, capsys, one_thread):
@@ -54,8 +56,41 @@ def test_evaluate_writes_the_report(tmp_path, checkpoint, capsys, one_thread):
     assert "AP50" in printed
     assert str(out / "metrics.json") in printed
     assert f"and per_class, results, pr_curve, confusion_matrix in {out}" in printed
-    assert list(json.loads((out / "metrics.json").read_text())) == ["bbox", "segm"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["bbox", "segm", "semantic"]
+    assert list(metrics["semantic"]["IoU"]) == ["square", "circle", "triangle"]
+    assert metrics["semantic"]["score_threshold"] == 0.5
+    assert format_semantic(metrics["semantic"]) in printed.splitlines()
+    assert "semantic IoU" in (out / "per_class.txt").read_text()
     assert (out / "confusion_matrix.png").is_file()
+
+
+def test_evaluate_scores_the_class_maps_at_the_semantic_threshold(tmp_path, checkpoint, capsys, one_thread):
+    """``--semantic-threshold 0``: every detection the (untrained) model gives is painted, so its
+    classes occur in the predictions and have an IoU."""
+    weights = checkpoint()
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate",
+        "--weights",
+        str(weights),
+        "--format",
+        "shapes",
+        "-o",
+        "count=2",
+        "-o",
+        "image_size=64",
+    ]
+    assert main([*argv, "--out", str(out), "--device", "cpu", "--semantic-threshold", "0"]) == 0
+    printed = capsys.readouterr().out
+    semantic = json.loads((out / "metrics.json").read_text())["semantic"]
+    assert "semantic (score >= 0): mIoU " in printed
+    assert semantic["score_threshold"] == 0.0
+    assert semantic["mIoU"] is not None
+    assert 0.0 <= semantic["pixel_accuracy"] <= 1.0
+    with pytest.raises(SystemExit):  # argparse's refusal
+        main([*argv, "--out", str(out), "--semantic-threshold", "1.5"])
+    assert "--semantic-threshold: must be in 0..1, got 1.5" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_other_classes_and_missing_files(tmp_path, checkpoint, capsys, one_thread):

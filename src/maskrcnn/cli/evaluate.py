@@ -14,6 +14,7 @@ from maskrcnn.cli.common import (
     add_tile_arguments,
     add_weights_argument,
     load_data,
+    probability,
     tile_settings,
 )
 from maskrcnn.progress import inform
@@ -28,7 +29,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="COCO box and mask AP of a checkpoint on a dataset",
         description="Evaluate a checkpoint with the COCO metrics (pycocotools): DIR/metrics.json, "
         "per-class tables, results.json (RLE masks, original category ids), a precision-recall plot and "
-        "a confusion matrix.",
+        "a confusion matrix; for a model with masks, also the semantic mIoU of the class maps its "
+        'detections make (the "semantic" block of metrics.json).',
     )
     add_weights_argument(parser)
     add_data_arguments(parser)  # --format and -o, as for check-data and inspect
@@ -56,6 +58,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.5,
         help="lowest detection score counted in the confusion matrix (default 0.5)",
+    )
+    parser.add_argument(
+        "--semantic-threshold",
+        type=probability,
+        default=0.5,
+        metavar="T",
+        help="lowest detection score painted into the class maps scored for the semantic mIoU: the "
+        "predict-time --score-threshold (default 0.5)",
     )
     parser.set_defaults(func=run_evaluate)
 
@@ -131,7 +141,7 @@ def _names(names: list[str], shown: int = 8) -> str:
 def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
     from maskrcnn.data.dataset import problem_lines
-    from maskrcnn.engine.evaluation import evaluate, format_metrics, write_report
+    from maskrcnn.engine.evaluation import evaluate, format_metrics, format_semantic, write_report
     from maskrcnn.engine.precision import resolve_precision
     from maskrcnn.engine.tiling import TilingError, checkpoint_tiling
 
@@ -163,6 +173,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         precision=precision.name,
         tile=tile,
         tile_overlap=overlap,
+        semantic_threshold=args.semantic_threshold,
     )
     if not main:
         return 0
@@ -177,5 +188,7 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         f"{len(evaluation.results)} detections"
     )
     print(format_metrics(evaluation.metrics))
+    if evaluation.semantic is not None:  # a model with masks
+        print(format_semantic(evaluation.semantic.to_dict()))
     print(f"wrote {paths['metrics.json']} and per_class, results, pr_curve, confusion_matrix in {args.out}")
     return 0

@@ -33,6 +33,7 @@ from maskrcnn.engine.evaluation.coco import (
 )
 from maskrcnn.engine.evaluation.confusion import confusion_matrix
 from maskrcnn.engine.evaluation.report import SECTION_TITLES, metrics_summary
+from maskrcnn.engine.evaluation.semantic import SemanticScores, semantic_scores
 from maskrcnn.engine.inference import (
     NO_MASKS_FOR_TILES,
     binary_masks,
@@ -64,7 +65,8 @@ class Evaluation:
             gives masks, ``keypoints`` when it gives keypoints and the dataset has them.
         per_class: one row per class: ``class``, ``category_id``, ``instances`` (non-crowd ground truth),
             ``box_AP``, ``box_AP50``, with masks ``mask_AP``, ``mask_AP50``, with keypoints
-            ``keypoint_AP``, ``keypoint_AP50`` (``None`` without ground truth).
+            ``keypoint_AP``, ``keypoint_AP50`` (``None`` without ground truth), with ``semantic`` its
+            ``semantic_IoU``.
         results: the COCO results (``results.json``), with the dataset's own category ids.
         confusion: ``int64 [K + 1, K + 1]`` confusion counts, by mask IoU (by box IoU for a model
             without masks; see :func:`~maskrcnn.engine.evaluation.confusion_matrix`).
@@ -76,6 +78,8 @@ class Evaluation:
         seconds: wall time of the whole evaluation.
         unscored: the dataset's classes the model has no class for (left out of the AP; see
             :func:`match_classes`).
+        semantic: the class maps' pixel IoU (:mod:`~maskrcnn.engine.evaluation.semantic`), when asked
+            for and the model gives masks; else ``None``.
     """
 
     metrics: Metrics
@@ -89,6 +93,7 @@ class Evaluation:
     score_threshold: float = 0.5
     seconds: float = 0.0
     unscored: list[str] = field(default_factory=list)
+    semantic: SemanticScores | None = None
 
     @property
     def num_skipped(self) -> int:
@@ -152,6 +157,7 @@ def evaluate(
     precision: str = "fp32",
     tile: int | None = None,
     tile_overlap: int | None = None,
+    semantic_threshold: float | None = None,
 ) -> Evaluation:
     """COCO box, mask and keypoint AP of ``model`` on ``dataset``, with per-class AP, curves and
     confusion.
@@ -191,6 +197,8 @@ def evaluate(
             for a model without masks); ``batch_size`` is then the tiles per forward pass. ``None``:
             whole images.
         tile_overlap: pixels neighbouring tiles share (``None``: a quarter of the tile).
+        semantic_threshold: also score the class maps of the detections scoring at least this
+            (:attr:`Evaluation.semantic`; a model with masks); ``None``: not.
     """
     from maskrcnn.engine import distributed
 
@@ -208,12 +216,13 @@ def evaluate(
     scored = None if label_map is None else sorted({k for k in label_map if k > 0})
     spec = base_dataset(dataset).keypoint_spec
     sigmas = None if spec is None else spec.oks_sigmas()
+    thresholds = (score_threshold_for_confusion, semantic_threshold)
     if distributed.world_size() == 1:
         detected = _detect(run, model, dataset, dataset, batch_size, device, num_workers, progress, lut)
-        return _score(detected, score_threshold_for_confusion, start, scored, sigmas)
+        return _score(detected, thresholds, start, scored, sigmas)
     share = Subset(dataset, distributed.shard(len(dataset)))
     detected = _detect(run, model, dataset, share, batch_size, device, num_workers, progress, lut)
-    return _gather_and_score(dataset, detected, score_threshold_for_confusion, start, scored, sigmas)
+    return _gather_and_score(dataset, detected, thresholds, start, scored, sigmas)
 
 
 def _run_tiled(
@@ -325,7 +334,7 @@ def _detect(
 def _gather_and_score(
     dataset: Any,
     detected: _Detected,
-    score_threshold_for_confusion: float,
+    thresholds: tuple[float, float | None],
     start: float,
     scored: list[int] | None,
     sigmas: list[float] | None,
@@ -349,7 +358,7 @@ def _gather_and_score(
             merged.results.extend(share.results)
             merged.skipped.extend(share.skipped)
             merged.outputs.update(share.outputs)
-        evaluation = _score(merged, score_threshold_for_confusion, start, scored, sigmas)
+        evaluation = _score(merged, thresholds, start, scored, sigmas)
     except Exception as e:
         distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
         raise
@@ -380,15 +389,17 @@ def _per_class(ground_truth: CocoBuilder, scores: CocoScores) -> list[dict[str, 
 
 def _score(
     detected: _Detected,
-    score_threshold_for_confusion: float,
+    thresholds: tuple[float, float | None],
     start: float,
     scored: list[int] | None,
     sigmas: list[float] | None,
 ) -> Evaluation:
-    """The COCO scores, per-class table and confusion matrix of the results against the ground truth;
-    ``scored``: the dataset labels to score (``None``: all); ``sigmas``: the dataset's OKS sigmas
+    """The COCO scores, per-class table, confusion matrix and semantic IoU of the results against the
+    ground truth; ``thresholds``: the lowest scores of the confusion matrix and the class maps (``None``:
+    none); ``scored``: the dataset labels to score (``None``: all); ``sigmas``: the dataset's OKS sigmas
     (``None``: it has no keypoints)."""
     ground_truth, results, skipped, outputs = detected
+    score_threshold_for_confusion, semantic_threshold = thresholds
     for message in skipped[:5]:
         log.warning("evaluation: left out unreadable image: %s", message)
     if len(skipped) > 5:
@@ -410,9 +421,14 @@ def _score(
         score_threshold=score_threshold_for_confusion,
         iou_type="segm" if "segm" in iou_types else "bbox",
     )
+    semantic, per_class = None, _per_class(ground_truth, scores)
+    if semantic_threshold is not None and "segm" in iou_types:
+        semantic = semantic_scores(ground_truth, results, score_threshold=semantic_threshold, scored=scored)
+        for row, iou in zip(per_class, semantic.iou[1:], strict=True):
+            row["semantic_IoU"] = iou
     return Evaluation(
         metrics=scores.metrics,
-        per_class=_per_class(ground_truth, scores),
+        per_class=per_class,
         results=results,
         confusion=confusion,
         pr_curves=scores.pr_curves,
@@ -422,4 +438,5 @@ def _score(
         score_threshold=score_threshold_for_confusion,
         seconds=time.perf_counter() - start,
         unscored=unscored,
+        semantic=semantic,
     )

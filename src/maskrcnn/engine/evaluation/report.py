@@ -20,7 +20,14 @@ from maskrcnn.io import atomic_write, write_json, write_text
 if TYPE_CHECKING:
     from maskrcnn.engine.evaluation.evaluator import Evaluation
 
-__all__ = ["REPORT_FILES", "SECTION_TITLES", "format_metrics", "metrics_summary", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "SECTION_TITLES",
+    "format_metrics",
+    "format_semantic",
+    "metrics_summary",
+    "write_report",
+]
 
 # The files of :func:`write_report`, in the order written.
 REPORT_FILES = (
@@ -98,11 +105,28 @@ def metrics_summary(
     )
 
 
+def format_semantic(semantic: Mapping[str, Any]) -> str:
+    """One line of the semantic figures, e.g. ``semantic (score >= 0.5): mIoU 0.712, pixel accuracy
+    0.953, background IoU 0.941``.
+
+    Args:
+        semantic: the ``semantic`` block of ``metrics.json``
+            (:meth:`~maskrcnn.engine.evaluation.semantic.SemanticScores.to_dict`).
+    """
+    return (
+        f"semantic (score >= {semantic['score_threshold']:g}): mIoU {_value(semantic['mIoU'])}, "
+        f"pixel accuracy {_value(semantic['pixel_accuracy'])}, "
+        f"background IoU {_value(semantic['background_IoU'])}"
+    )
+
+
 def _per_class_table(evaluation: Evaluation, class_names: Sequence[str]) -> str:
     width = max([len("class"), len("all"), *(len(n) for n in class_names)])
     sections = _sections(evaluation.metrics)
     # Columns: AP and AP50 of each section scored ("box AP", "box AP50", "mask AP", ...).
     columns = [(s, key, f"{SECTION_TITLES[s]} {key}") for s in sections for key in ("AP", "AP50")]
+    if evaluation.semantic is not None:
+        columns.append(("semantic", "IoU", "semantic IoU"))  # its "all" row: the mean IoU
     header = f"{'class':<{width}}  {'instances':>9}" + "".join(f"  {title:>7}" for *_, title in columns)
     rows = [header, "-" * len(header)]
 
@@ -113,11 +137,14 @@ def _per_class_table(evaluation: Evaluation, class_names: Sequence[str]) -> str:
         return f"{name:<{width}}  {count:>9}" + cells
 
     for name, r in zip(class_names, evaluation.per_class, strict=True):
-        rows.append(row(name, r["instances"], [r[f"{SECTION_TITLES[s]}_{key}"] for s, key, _ in columns]))
+        rows.append(
+            row(name, r["instances"], [r[f"{SECTION_TITLES.get(s, s)}_{key}"] for s, key, _ in columns])
+        )
     m = evaluation.metrics
+    mean_iou = None if evaluation.semantic is None else evaluation.semantic.mean_iou
     total = sum(r["instances"] for r in evaluation.per_class)
     rows.append("-" * len(header))
-    rows.append(row("all", total, [m[s][key] for s, key, _ in columns]))
+    rows.append(row("all", total, [mean_iou if s == "semantic" else m[s][key] for s, key, _ in columns]))
     return "\n".join(rows) + "\n"
 
 
@@ -201,8 +228,10 @@ def write_report(
 
     * ``metrics.json``: exactly ``{"bbox": {...}, "segm": {...}, "keypoints": {...}}`` (the types
       scored, see :class:`~maskrcnn.engine.evaluation.Evaluation`), each with its
-      :func:`~maskrcnn.engine.evaluation.metric_names`;
-    * ``per_class.json`` (the rows of ``Evaluation.per_class``) and ``per_class.txt`` (a table);
+      :func:`~maskrcnn.engine.evaluation.metric_names`, then ``"semantic"`` when the evaluation has
+      its class maps' figures (:meth:`~maskrcnn.engine.evaluation.semantic.SemanticScores.to_dict`);
+    * ``per_class.json`` (the rows of ``Evaluation.per_class``) and ``per_class.txt`` (a table, with a
+      ``semantic IoU`` column and the mean IoU in its ``all`` row when there are semantic figures);
     * ``results.json``: the COCO results (original category ids);
     * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
     * ``evaluation.json``: images evaluated, unreadable images left out, the dataset's classes the
@@ -220,10 +249,12 @@ def write_report(
     if len(names) != len(evaluation.per_class):
         raise ValueError(f"{len(names)} class names for {len(evaluation.per_class)} classes evaluated")
     paths = {name: out / name for name in REPORT_FILES}
-    write_json(
-        paths["metrics.json"],
-        {t: {k: evaluation.metrics[t][k] for k in metric_names(t)} for t in _sections(evaluation.metrics)},
-    )
+    metrics: dict[str, Any] = {
+        t: {k: evaluation.metrics[t][k] for k in metric_names(t)} for t in _sections(evaluation.metrics)
+    }
+    if evaluation.semantic is not None:
+        metrics["semantic"] = evaluation.semantic.to_dict()
+    write_json(paths["metrics.json"], metrics)
     write_json(paths["per_class.json"], evaluation.per_class)
     write_text(paths["per_class.txt"], _per_class_table(evaluation, names))
     write_json(paths["results.json"], evaluation.results, indent=None)  # can be large: compact
