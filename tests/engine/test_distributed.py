@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from maskrcnn.cli import main
 from maskrcnn.config import save_config
@@ -199,7 +201,7 @@ def test_predict_under_torchrun_writes_the_one_process_results(tmp_path_factory,
     write_video(folder / "v1.mp4", [random_image(s) for s in range(3)])
     write_video(folder / "v2.mp4", [random_image(s) for s in range(3, 5)])
     options = ["--weights", str(checkpoint), "--score-threshold", "0", "--device", "cpu", "--save-masks"]
-    options += ["--precision", "fp32"]
+    options += ["--precision", "fp32", "--semantic"]
     assert main(["predict", str(folder), *options, "--out", str(tmp_path / "one")]) == 0
     two = _torchrun("predict", str(folder), *options, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
@@ -209,4 +211,28 @@ def test_predict_under_torchrun_writes_the_one_process_results(tmp_path_factory,
     assert json.loads((tmp_path / "two" / "results.json").read_text()) == one_results
     pictures = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
     assert sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.*")) == pictures
-    assert len(pictures) == 4 + 2 + 1 + 90  # pictures, videos, results and 10 masks per image or frame
+    # Pictures, videos, results, and per image or frame 10 masks and a class map.
+    assert len(pictures) == 4 + 2 + 1 + 90 + 9
+    for picture in pictures:
+        if picture.parts[0] == "semantic":
+            with Image.open(tmp_path / "one" / picture) as one, Image.open(tmp_path / "two" / picture) as two:
+                assert np.array_equal(np.asarray(one), np.asarray(two))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_save_as_under_torchrun_writes_the_one_process_annotations(tmp_path_factory, tmp_path):
+    """Three images, split between two processes: rank 0 writes the annotations of all of them, in
+    order, as one process does."""
+    checkpoint = tiny_checkpoint(tmp_path_factory)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in enumerate(("a.png", "b.png", "c.png")):
+        save_image(folder, name, seed)
+    options = ["--weights", str(checkpoint), "--score-threshold", "0", "--device", "cpu"]
+    options += ["--precision", "fp32", "--save-as", "coco"]
+    assert main(["predict", str(folder), *options, "--out", str(tmp_path / "one")]) == 0
+    two = _torchrun("predict", str(folder), *options, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_coco = json.loads((tmp_path / "one" / "coco" / "instances.json").read_text())
+    assert len(one_coco["images"]) == 3
+    assert json.loads((tmp_path / "two" / "coco" / "instances.json").read_text()) == one_coco

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from maskrcnn.data.keypoints import KeypointSpec
+from maskrcnn.engine.given_boxes import GivenBoxes
 from maskrcnn.engine.inference import NO_MASKS_FOR_TILES
 from maskrcnn.engine.inspect import ground_truth_grid
 from maskrcnn.engine.prediction_writer import NEEDS_MASKS, detections_to_coco, write_predictions
@@ -197,9 +198,18 @@ def test_splash_and_saved_masks_need_masks(tmp_path: Path):
         write_predictions(predictor, files, tmp_path / "splash", mode="splash")
     with pytest.raises(ValueError, match="save_masks writes each detection's mask"):
         write_predictions(predictor, files, tmp_path / "masks", mode="predict", save_masks=True)
+    others = {
+        "maps": {"semantic": True},
+        "save_as": {"save_as": "labelme"},
+        "given": {"given": GivenBoxes(tmp_path / "boxes.json", {}, [])},
+    }
+    for what, options in others.items():
+        with pytest.raises(ValueError, match=re.escape(NEEDS_MASKS[what])):
+            write_predictions(predictor, files, tmp_path / what, mode="predict", **options)
+        assert not (tmp_path / what).exists()
     assert not (tmp_path / "splash").exists()  # refused before anything was read or written
     assert not (tmp_path / "masks").exists()
-    assert set(NEEDS_MASKS) == {"splash", "save_masks"}
+    assert set(NEEDS_MASKS) == {"splash", "save_masks", *others}
     # A model that says nothing of its masks and gives none fails as clearly at the first image.
     unknown = KeypointModel()
     del unknown.roi_heads

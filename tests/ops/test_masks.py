@@ -12,6 +12,7 @@ from maskrcnn.ops import (
     rle_area,
     rle_decode,
     rle_encode,
+    rle_to_crops,
 )
 
 
@@ -232,3 +233,21 @@ def test_polygon_with_non_finite_coordinates_is_refused():
     for bad in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(ValueError, match="non-finite"):
             polygons_to_mask([[10, 10, 30, bad, 30, 30]], 48, 64)
+
+
+def test_rle_to_crops_gives_the_masks_back():
+    """Compressed RLE (str counts, as results files hold it) and uncompressed RLE (COCO crowds) decode to
+    crops of each mask's exact extent; an empty mask is an empty crop."""
+    g = torch.Generator().manual_seed(3)
+    masks = torch.zeros(3, 17, 23, dtype=torch.uint8)
+    masks[0, 2:9, 4:20] = (torch.rand(7, 16, generator=g) > 0.3).to(torch.uint8)
+    masks[0, 2, 4] = masks[0, 8, 19] = 1  # the extent is the block's
+    masks[1, :, 22] = 1  # a whole column at the border
+    rles = rle_encode(masks)
+    uncompressed = {"size": [17, 23], "counts": [22 * 17, 17]}  # the same column, as a crowd stores it
+    crops = rle_to_crops([*rles, uncompressed], (17, 23))
+    assert crops.image_size == (17, 23)
+    assert torch.equal(crops.dense().to(torch.uint8), torch.cat([masks, masks[1:2]]))
+    assert crops.origins[:2] == [(2, 4), (0, 22)]
+    assert tuple(crops.crops[0].shape) == (7, 16)
+    assert crops.crops[2].numel() == 0

@@ -2,8 +2,11 @@
 
 ``maskrcnn predict SOURCE --weights CKPT --out DIR`` (CKPT: a checkpoint of any kind, or a name such as
 ``coco``) writes the drawn detections, ``results.json`` and
-(``--save-masks``) one PNG per mask; ``maskrcnn splash`` writes the color splash. What is written and
-how it is named: :mod:`maskrcnn.engine.prediction_writer` and :mod:`maskrcnn.engine.sources`.
+(``--save-masks``) one PNG per mask; ``--semantic`` / ``--instance-png`` the class and instance maps,
+``--save-as FORMAT`` the predictions as annotations to correct in a labelling tool, and ``--boxes DETS``
+makes masks for another detector's boxes instead of detecting. ``maskrcnn splash`` writes the color
+splash. What is written and how it is named: :mod:`maskrcnn.engine.prediction_writer`,
+:mod:`maskrcnn.engine.prediction_outputs` and :mod:`maskrcnn.engine.sources`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from maskrcnn.progress import inform
 if TYPE_CHECKING:
     import torch
 
+    from maskrcnn.engine.given_boxes import GivenBoxes
     from maskrcnn.engine.sources import MediaFile, Mode
 
 __all__ = ["add_parsers", "run_predict", "run_splash"]
@@ -42,6 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write each detection's mask as OUT/masks/<name>_<k>_<class>.png",
     )
+    _add_predict_outputs(predict)
     predict.set_defaults(func=run_predict)
     splash = sub.add_parser("splash", help="the color splash effect")
     _add_common_arguments(splash)
@@ -91,6 +96,54 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_predict_outputs(parser: argparse.ArgumentParser) -> None:
+    from maskrcnn.data.formats.annotation_writer import DEFAULT_TOLERANCE, SAVE_FORMATS
+    from maskrcnn.engine.prediction_outputs import ANNOTATION_PATHS
+
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="also write each image's class map, OUT/semantic/<name>.png: pixel value = class id (0 "
+        "background; overlapping masks go to the higher score), coloured with the VOC palette",
+    )
+    parser.add_argument(
+        "--instance-png",
+        action="store_true",
+        help="also write each image's instance map, OUT/instances/<name>.png: 0 background, k the k-th "
+        "detection of results.json for the image (Penn-Fudan's PedMasks; --format instance-png reads it)",
+    )
+    where = ", ".join(f"{name}: OUT/{path}" for name, path in ANNOTATION_PATHS.items())
+    parser.add_argument(
+        "--save-as",
+        choices=SAVE_FORMATS,
+        metavar="FORMAT",
+        help=f"also write the predictions as annotations to correct in a labelling tool and train on "
+        f"({where})",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        metavar="PIXELS",
+        help="--save-as labelme, via, yolo: polygon simplification in pixels (default "
+        f"{DEFAULT_TOLERANCE:g})",
+    )
+    parser.add_argument(
+        "--boxes",
+        metavar="DETS",
+        help="masks for these boxes instead of detecting: COCO results JSON (file_name or image_id, bbox "
+        "xywh, category_id, score), a COCO instances file, or a folder of YOLO detection txt files (one "
+        "<stem>.txt per image); --score-threshold and --classes are not applied to them",
+    )
+    parser.add_argument(
+        "--box-classes",
+        choices=("given", "model"),
+        default="given",
+        help="with --boxes: each box's class as given when it is one of the model's (default), or always "
+        "the model's most probable class",
+    )
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """``maskrcnn predict``: overlays, ``results.json`` and optional mask PNGs.
 
@@ -98,19 +151,34 @@ def run_predict(args: argparse.Namespace) -> int:
         0 when at least one image or frame was processed, else 1. A missing or unsupported source, an
         unreadable checkpoint, an unknown class or an unavailable device raise (said by ``main``).
     """
-    return _run(args, "predict", save_masks=args.save_masks)
+    if args.tolerance < 0:
+        raise CommandError(f"--tolerance {args.tolerance:g}: must be 0 or more (pixels)")
+    outputs = {
+        "save_masks": args.save_masks,
+        "semantic": args.semantic,
+        "instance_png": args.instance_png,
+        "save_as": args.save_as,
+        "tolerance": args.tolerance,
+    }
+    return _run(args, "predict", outputs, boxes=args.boxes)
 
 
 def run_splash(args: argparse.Namespace) -> int:
     """``maskrcnn splash``: grey pictures and videos with colour kept inside the masks; exit codes as
     :func:`run_predict`."""
-    return _run(args, "splash", save_masks=False)
+    return _run(args, "splash", {})
 
 
-def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
+def _run(args: argparse.Namespace, mode: Mode, outputs: dict[str, Any], *, boxes: str | None = None) -> int:
     """Shared body of ``predict`` and ``splash``: under torchrun each process predicts on its share of
     the inputs and rank 0 writes ``results.json`` and prints (see
-    :mod:`maskrcnn.engine.prediction_writer`)."""
+    :mod:`maskrcnn.engine.prediction_writer`).
+
+    Args:
+        outputs: what :func:`~maskrcnn.engine.prediction_writer.write_predictions` writes beside the
+            pictures (``save_masks``, ``semantic``...).
+        boxes: ``--boxes``: masks for these boxes instead of detections.
+    """
     from maskrcnn.data.image_io import pixel_limit
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.distributed import launched_with_several_processes, process_group
@@ -118,6 +186,9 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
 
     tiling = tile_settings(args)
     files = list(iter_sources(args.source, recursive=args.recursive))
+    given = _given_boxes(args, boxes, files, tiling) if boxes is not None else None
+    if given is not None:
+        tiling = {"tile": None, "tile_overlap": None}  # whole images, whatever the model was trained on
     if not launched_with_several_processes():
         resolve_device(args.device)  # an unavailable device is said before anything is read
     out = output_folder(args.out)  # before the model runs: no work is lost to a wrong --out
@@ -125,9 +196,29 @@ def _run(args: argparse.Namespace, mode: Mode, *, save_masks: bool) -> int:
     if clash is not None:
         raise CommandError(f"the output for {clash.path} would overwrite an input; choose another --out")
     with process_group(args.device) as group, pixel_limit(args.max_pixels):
-        return _predict(
-            args, files, out, group.device, mode, tiling, save_masks=save_masks, main=group.is_main
+        return _predict(args, files, out, group.device, mode, tiling, given, outputs, main=group.is_main)
+
+
+def _given_boxes(
+    args: argparse.Namespace, boxes: str, files: list[MediaFile], tiling: dict[str, Any]
+) -> GivenBoxes:
+    """``--boxes``, read and matched to the source's images before the model is (its errors come first)."""
+    from maskrcnn.engine.given_boxes import read_given_boxes
+
+    videos = [f for f in files if f.kind == "video"]
+    if videos:
+        raise CommandError(f"--boxes: for images only, and the source has videos ({videos[0].path}...)")
+    if tiling["tile"] not in (None, "checkpoint"):
+        raise CommandError("--boxes runs on whole images: leave --tile out")
+    given = read_given_boxes(boxes, files, classes=args.box_classes)
+    inform(f"boxes: {given.count} for {len(given.by_file)} of {len(files)} images from {given.source}")
+    if given.unmatched:
+        shown = ", ".join(given.unmatched[:3]) + (
+            f" and {len(given.unmatched) - 3} more" if len(given.unmatched) > 3 else ""
         )
+        count = len(given.unmatched)
+        inform(f"warning: {count} image{'s' * (count != 1)} of {given.source} not in {args.source}: {shown}")
+    return given
 
 
 def _predict(
@@ -137,8 +228,9 @@ def _predict(
     device: torch.device,
     mode: Mode,
     tiling: dict[str, Any],
+    given: GivenBoxes | None,
+    outputs: dict[str, Any],
     *,
-    save_masks: bool,
     main: bool,
 ) -> int:
     """One process's part of ``_run``: the predictor, its share of the files, and (``main``) the summary."""
@@ -172,7 +264,13 @@ def _predict(
             trained = " (as the model was trained: --tile 0 for whole images)" if args.tile is None else ""
             inform(f"tiles: {predictor.tile} px, overlap {predictor.tile_overlap} px{trained}")
     writer = write_predictions(
-        predictor, files, out, mode=mode, save_masks=save_masks, overlay_size=args.overlay_size
+        predictor,
+        files,
+        out,
+        mode=mode,
+        overlay_size=args.overlay_size,
+        given=given,
+        **outputs,
     )
     if not main:
         return 0

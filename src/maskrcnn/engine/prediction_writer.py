@@ -12,6 +12,11 @@ writes into the output folder (names: :mod:`maskrcnn.engine.sources`):
   image's size per detection.
 * ``splash``: the picture in grey with the original colours kept inside the detected masks.
 
+In ``predict``, also the class and instance maps (``semantic``, ``instance_png``) and the predictions as
+annotations (``save_as``): :mod:`maskrcnn.engine.prediction_outputs`. With ``given`` boxes (another
+detector's, a person's) the model makes a mask for each of an image's boxes
+(:meth:`~maskrcnn.engine.predictor.Predictor.masks_for_boxes`) instead of detecting.
+
 A model without masks (keypoint-only) draws its boxes and keypoints; the splash and ``save_masks`` need
 masks and refuse it (:data:`NEEDS_MASKS`) before anything is read.
 
@@ -39,9 +44,13 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from maskrcnn.data.formats.annotation_writer import DEFAULT_TOLERANCE
 from maskrcnn.data.image_io import ImageError, pil_to_rgb, read_image, read_pil_image
 from maskrcnn.engine import distributed
 from maskrcnn.engine.evaluation.coco import instances_to_results
+from maskrcnn.engine.given_boxes import GivenBoxes
+from maskrcnn.engine.prediction_merge import merged_predictions
+from maskrcnn.engine.prediction_outputs import MapWriter, save_predictions_as
 from maskrcnn.engine.predictor import Detections, Predictor
 from maskrcnn.engine.sources import MediaFile, Mode, mask_path, output_path
 from maskrcnn.engine.video import VideoError, VideoReader, VideoWriter
@@ -58,6 +67,11 @@ NEEDS_MASKS = {
     "keypoint-only model): predict draws its boxes and keypoints",
     "save_masks": "save_masks writes each detection's mask, and this model gives none (a keypoint-only "
     "model)",
+    "maps": "the class and instance maps are painted from masks, and this model gives none (a "
+    "keypoint-only model)",
+    "save_as": "the annotation formats hold masks (polygons, RLE), and this model gives none (a "
+    "keypoint-only model)",
+    "given": "masks for given boxes need a model with a mask head, and this one has none",
 }
 """What needs a model with masks: the message when a keypoint-only model is asked for it."""
 
@@ -117,13 +131,17 @@ class PredictionWriter:
         save_masks: in ``predict``, also write each detection's mask as a PNG.
         overlay_size: write the pictures (overlays, splashes; not the masks) downscaled to at most this
             many pixels on their long side (``None``: at the image's size).
+        maps: in ``predict``, writes each prediction's class and instance maps (``None``: none).
+        given: masks for these boxes instead of detections (images only; ``None``: detect).
 
     Attributes:
         results: the COCO results so far (``predict``).
         images_done, frames_done: images and video frames that went through the model.
         videos: videos opened or tried.
-        detections, masks_written: detections found, mask PNGs written.
+        detections, masks_written, maps_written: detections found, mask and map PNGs written.
+        sizes: ``(file_name, height, width)`` of each image predicted on, in order.
         written: the pictures and videos written, in order.
+        annotations: the ``save_as`` annotations written (rank 0), or ``None``.
         skipped: one message per unreadable image or video (also said on stderr as it happens).
     """
 
@@ -132,13 +150,18 @@ class PredictionWriter:
     mode: Mode
     save_masks: bool = False
     overlay_size: int | None = None
+    maps: MapWriter | None = None
+    given: GivenBoxes | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    sizes: list[tuple[str, int, int]] = field(default_factory=list)
     images_done: int = 0
     videos: int = 0
     frames_done: int = 0
     detections: int = 0
     masks_written: int = 0
+    maps_written: int = 0
     written: list[Path] = field(default_factory=list)
+    annotations: Path | None = None
     skipped: list[str] = field(default_factory=list)
 
     def render(self, image: Tensor | Image.Image, detections: Detections, *, video: bool) -> Image.Image:
@@ -199,6 +222,8 @@ class PredictionWriter:
                 picture = Image.fromarray(crops.mask(k).numpy().astype(np.uint8) * 255)
                 atomic_write(mask_path(self.out, file, k, name, frame), partial(_save_png, picture))
                 self.masks_written += 1
+        if self.maps is not None:
+            self.maps_written += self.maps.write(file, detections, frame)
 
     def images(self, files: Sequence[MediaFile]) -> None:
         """Read (skipping unreadable files), predict in batches, draw and save each image."""
@@ -227,14 +252,27 @@ class PredictionWriter:
         with bar:
             pending = readable()
             while batch := list(islice(pending, self.predictor.batch_size)):
-                found = self.predictor.predict_batch([image for _, image in batch])
+                found = self._detect(batch)
                 for (file, image), detections in zip(batch, found, strict=True):
+                    self.sizes.append((file.path.as_posix(), *detections.image_size))
                     picture = self.render(image, detections, video=False)
                     path = atomic_write(output_path(self.out, file, self.mode), partial(_save_png, picture))
                     self.written.append(path)
                     self.record(file, detections)
                     self.images_done += 1
                     bar.update(1)
+
+    def _detect(self, batch: list[tuple[MediaFile, Any]]) -> list[Detections]:
+        """The model's detections of a batch of images, or its masks for their given boxes."""
+        if self.given is None:
+            return self.predictor.predict_batch([image for _, image in batch])
+        names = self.predictor.class_names
+        return [
+            self.predictor.masks_for_boxes(
+                image, **self.given.arguments(file, tuple(image.shape[-2:]), names)
+            )
+            for file, image in batch
+        ]
 
     def video(self, file: MediaFile) -> None:
         """Predict on every frame (in batches), writing the drawn frames into an MP4 as they come.
@@ -287,7 +325,8 @@ class PredictionWriter:
         if self.frames_done:
             what.append(f"{self.videos} video{'s' * (self.videos != 1)} ({self.frames_done} frames)")
         where = f"{self.predictor.device}, {self.predictor.precision.name}"
-        lines = [f"{self.mode}: {' and '.join(what) or 'nothing'} on {where}: {self.detections} detections"]
+        found = "masks for given boxes" if self.given is not None else "detections"
+        lines = [f"{self.mode}: {' and '.join(what) or 'nothing'} on {where}: {self.detections} {found}"]
         if self.written:
             shown = ", ".join(str(p.relative_to(self.out)) for p in self.written[:3])
             more = f" and {len(self.written) - 3} more" if len(self.written) > 3 else ""
@@ -296,6 +335,11 @@ class PredictionWriter:
             lines.append(f"wrote {self.out / RESULTS_FILE} ({len(self.results)} detections)")
         if self.masks_written:
             lines.append(f"wrote {self.masks_written} masks into {self.out / 'masks'}")
+        if self.annotations is not None:
+            lines.append(f"wrote the predictions as annotations: {self.annotations}")
+        if self.maps_written:
+            folders = [self.out / kind for kind in ("semantic", "instances") if (self.out / kind).is_dir()]
+            lines.append(f"wrote {self.maps_written} maps into {', '.join(map(str, folders))}")
         return lines
 
 
@@ -307,75 +351,71 @@ def write_predictions(
     mode: Mode,
     save_masks: bool = False,
     overlay_size: int | None = None,
+    semantic: bool = False,
+    instance_png: bool = False,
+    given: GivenBoxes | None = None,
+    save_as: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> PredictionWriter:
     """Predict on ``files`` (the images first, then each video) and write the outputs into ``out``.
+
+    Args:
+        semantic, instance_png: in ``predict``, also write each prediction's class / instance map.
+        given: make masks for these boxes instead of detecting (images only).
+        save_as: in ``predict``, also write the image predictions as annotations of this format (see
+            :func:`~maskrcnn.engine.prediction_outputs.save_predictions_as`; images only), polygons
+            simplified by ``tolerance`` pixels.
 
     Returns:
         the writer, with its counts (``processed``, ``skipped``...) and :meth:`PredictionWriter.summary`.
 
     Raises:
-        ValueError: ``splash`` or ``save_masks`` with a model without masks (before anything is read).
+        ValueError: what needs masks (the splash, ``save_masks``, the maps, ``save_as``, ``given``) with
+            a model without them, or ``given`` / ``save_as`` with videos (before anything is read).
     """
-    if not predictor.has_masks and (mode == "splash" or save_masks):
-        raise _no_masks("splash" if mode == "splash" else "save_masks")
-    writer = PredictionWriter(predictor, Path(out), mode, save_masks=save_masks, overlay_size=overlay_size)
-    writer.out.mkdir(parents=True, exist_ok=True)
+    needs = {
+        "splash": mode == "splash",
+        "save_masks": save_masks,
+        "maps": semantic or instance_png,
+        "save_as": save_as is not None,
+        "given": given is not None,
+    }
+    missing = next((what for what, needed in needs.items() if needed), None)
+    if not predictor.has_masks and missing is not None:
+        raise _no_masks(missing)
     images = [f for f in files if f.kind == "image"]
     videos = [f for f in files if f.kind == "video"]
+    for what, wanted in (("given boxes", given is not None), ("save_as", save_as is not None)):
+        if wanted and videos:
+            raise ValueError(f"{what}: for images only, and the source has videos ({videos[0].path}...)")
+    maps = None
+    if mode == "predict" and (semantic or instance_png):
+        maps = MapWriter(Path(out), len(predictor.class_names), semantic=semantic, instances=instance_png)
+    writer = PredictionWriter(
+        predictor,
+        Path(out),
+        mode,
+        save_masks=save_masks,
+        overlay_size=overlay_size,
+        maps=maps,
+        given=given,
+    )
+    writer.out.mkdir(parents=True, exist_ok=True)
     writer.images([images[k] for k in distributed.shard(len(images))])
     for k in distributed.shard(len(videos)):
         writer.video(videos[k])
     if distributed.world_size() > 1:
-        writer = _merged(writer)
+        writer = merged_predictions(writer)
     if mode == "predict" and distributed.rank() == 0:
         writer.write_results()
-    return writer
-
-
-_COUNTS = ("images_done", "videos", "frames_done", "detections", "masks_written")
-
-
-def _merged(writer: PredictionWriter) -> PredictionWriter:
-    """On rank 0, every process's results and counts as one process would have them; the others keep
-    their own.
-
-    One process numbers the images 1, 2, ... in order, then the video frames after them; process ``r``
-    numbered its share alike from 1, so its image ids move up by the images of the processes before it,
-    and its frame ids by all the images and the frames of the processes before it.
-    """
-    mine = {name: getattr(writer, name) for name in (*_COUNTS, "results", "written", "skipped")}
-    shares = distributed.gather_objects(mine, "gathering the predictions")
-    if shares is None:
-        return writer
-    merged = PredictionWriter(
-        writer.predictor,
-        writer.out,
-        writer.mode,
-        save_masks=writer.save_masks,
-        overlay_size=writer.overlay_size,
-    )
-    for name in _COUNTS:
-        setattr(merged, name, sum(share[name] for share in shares))
-    images_before = frames_before = 0
-    for share in shares:
-        for result in share["results"]:
-            local = result["image_id"]
-            if local <= share["images_done"]:
-                result["image_id"] = local + images_before
-            else:
-                result["image_id"] = local - share["images_done"] + merged.images_done + frames_before
-        images_before += share["images_done"]
-        frames_before += share["frames_done"]
-    # One process writes the image results (and pictures) first, then those of the videos.
-    for phase in ("images", "videos"):
-        for share in shares:
-            in_images = [r["image_id"] <= merged.images_done for r in share["results"]]
-            merged.results.extend(
-                r
-                for r, image in zip(share["results"], in_images, strict=True)
-                if image == (phase == "images")
+        if save_as is not None:
+            writer.annotations = save_predictions_as(
+                save_as,
+                writer.out,
+                writer.results,
+                writer.sizes,
+                class_names=predictor.class_names,
+                keypoint_spec=predictor.keypoint_spec,
+                tolerance=tolerance,
             )
-            split = share["images_done"]
-            merged.written.extend(share["written"][:split] if phase == "images" else share["written"][split:])
-    merged.skipped = [message for share in shares for message in share["skipped"]]
-    return merged
+    return writer

@@ -12,7 +12,9 @@ The outputs in the folder ``out`` (:func:`output_path`, :func:`mask_path`):
   captions stay crisp), ``<name>_predictions.mp4`` per video;
 * ``splash``: ``<name>_splash.png`` per image, ``<name>_splash.mp4`` per video;
 * masks: ``masks/<name>_<k>_<class>.png`` per detection (``k`` counts from 0 in score order), and
-  ``masks/<name>_<frame:06d>_<k>_<class>.png`` for video frames.
+  ``masks/<name>_<frame:06d>_<k>_<class>.png`` for video frames;
+* maps (:func:`map_path`): ``semantic/<name>.png`` (class ids) and ``instances/<name>.png`` (instance
+  ids), ``<name>_<frame:06d>.png`` for video frames.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "Mode",
     "SourceError",
     "iter_sources",
+    "map_path",
     "mask_path",
     "output_path",
     "overwritten_input",
@@ -40,6 +43,7 @@ __all__ = [
 
 Kind = Literal["image", "video"]
 Mode = Literal["predict", "splash"]
+MapKind = Literal["semantic", "instances"]
 
 
 class SourceError(ValueError):
@@ -148,6 +152,13 @@ def mask_path(out: Path, file: MediaFile, index: int, class_name: str, frame: in
     """Where the mask of detection ``index`` (in score order) of ``file`` (or of its ``frame``) goes."""
     stem = file.name if frame is None else f"{file.name}_{frame:06d}"
     return out / "masks" / f"{stem}_{index}_{_safe(class_name)}.png"
+
+
+def map_path(out: Path, file: MediaFile, kind: MapKind, frame: int | None = None) -> Path:
+    """Where the class map (``kind`` ``"semantic"``) or instance map (``"instances"``) of ``file`` (or of
+    its ``frame``) goes."""
+    stem = file.name if frame is None else f"{file.name}_{frame:06d}"
+    return out / kind / f"{stem}.png"
 
 
 def _safe(text: str) -> str:

@@ -30,6 +30,7 @@ from maskrcnn.ops.masks import (
     rle_area,
     rle_decode,
     rle_encode,
+    rle_to_crops,
 )
 from maskrcnn.ops.matcher import Matcher
 from maskrcnn.ops.nms import batched_nms, nms
@@ -69,5 +70,6 @@ __all__ = [
     "rle_area",
     "rle_decode",
     "rle_encode",
+    "rle_to_crops",
     "roi_align",
 ]
