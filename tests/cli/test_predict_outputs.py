@@ -149,6 +149,19 @@ def test_yolo_boxes_with_the_models_classes(checkpoint, photos, tmp_path):
     assert [r["score"] for r in results["a.png"]] == [0.8, 0.6]
 
 
+def test_yolo_boxes_named_by_the_detectors_data_yaml(checkpoint, photos, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "a.txt").write_text("0 0.5 0.5 0.5 0.5 0.8\n1 0.25 0.25 0.2 0.2 0.6\n")
+    data = tmp_path / "detector.yaml"
+    data.write_text("names: {0: triangle, 1: square}\n")
+    out = tmp_path / "out"
+    assert _predict(checkpoint, photos, out, "--boxes", str(labels), "--box-names", str(data)) == 0
+    assert [r["category"] for r in _results(out)["a.png"]] == ["triangle", "square"]
+    assert _predict(checkpoint, photos, tmp_path / "o2", "--boxes", str(labels), "--box-names", "disc,x") == 0
+    assert _results(tmp_path / "o2")["a.png"][0]["category"] == "disc"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -156,12 +169,17 @@ def test_yolo_boxes_with_the_models_classes(checkpoint, photos, tmp_path):
         (["--boxes", "{bad}"], "error: {bad}: entry 0: bbox must be [x, y, width, height]"),
         (["--boxes", "{dets}", "--tile", "32"], "error: --boxes runs on whole images: leave --tile out"),
         (["--tolerance", "-1", "--save-as", "via"], "error: --tolerance -1: must be 0 or more"),
+        (["--box-names", "a,b"], "error: --box-names is for --boxes"),
+        (["--boxes", "{dets}", "--box-names", "a,b"], "error: --box-names names the classes of YOLO txt"),
+        (["--boxes", "{labels}", "--box-names", "a,,b"], "error: --box-names 'a,,b': an empty name"),
     ],
 )
 def test_bad_box_and_annotation_options_are_one_line_errors(
     checkpoint, photos, tmp_path, capsys, extra, message
 ):
     files = {"missing": tmp_path / "missing.json", "bad": tmp_path / "bad.json", "dets": tmp_path / "d.json"}
+    files["labels"] = tmp_path / "labels"
+    files["labels"].mkdir()
     files["bad"].write_text(json.dumps([{"file_name": "a.png", "bbox": [1, 2]}]))
     files["dets"].write_text("[]")
     argv = [part.format(**files) for part in extra]

@@ -148,3 +148,16 @@ def test_missing_and_empty_sources(tmp_path, files):
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(DataError, match=r"broken\.json"):
         read_given_boxes(tmp_path / "broken.json", files)
+
+
+def test_yolo_classes_by_the_detectors_names(tmp_path, files):
+    """YOLO's class 1 is "triangle" in the detector's list: the model's label 3, not 2."""
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    (folder / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n")
+    given = read_given_boxes(folder, files, yolo_names=["person", "Triangle", "square"])
+    (a,) = [f for f in files if f.name == "a"]
+    assert given.arguments(a, (10, 10), CLASSES)["labels"].tolist() == [3, 0, 1]
+    (folder / "a.txt").write_text("3 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match=r"a\.txt: line 1: class 3, and the 3 names given end at 2"):
+        read_given_boxes(folder, files, yolo_names=["person", "Triangle", "square"])

@@ -136,6 +136,13 @@ def _add_predict_outputs(parser: argparse.ArgumentParser) -> None:
         "<stem>.txt per image); --score-threshold and --classes are not applied to them",
     )
     parser.add_argument(
+        "--box-names",
+        metavar="NAMES",
+        help="with --boxes of YOLO txt files: the names of YOLO's classes 0, 1, ... (comma-separated, or the "
+        "detector's data YAML), matched to the model's class names; without it YOLO's class c is the "
+        "model's label c + 1",
+    )
+    parser.add_argument(
         "--box-classes",
         choices=("given", "model"),
         default="given",
@@ -153,6 +160,12 @@ def run_predict(args: argparse.Namespace) -> int:
     """
     if args.tolerance < 0:
         raise CommandError(f"--tolerance {args.tolerance:g}: must be 0 or more (pixels)")
+    for option, value in (
+        ("--box-names", args.box_names),
+        ("--box-classes model", args.box_classes != "given"),
+    ):
+        if value and args.boxes is None:
+            raise CommandError(f"{option} is for --boxes")
     outputs = {
         "save_masks": args.save_masks,
         "semantic": args.semantic,
@@ -210,7 +223,9 @@ def _given_boxes(
         raise CommandError(f"--boxes: for images only, and the source has videos ({videos[0].path}...)")
     if tiling["tile"] not in (None, "checkpoint"):
         raise CommandError("--boxes runs on whole images: leave --tile out")
-    given = read_given_boxes(boxes, files, classes=args.box_classes)
+    if args.box_names is not None and not Path(boxes).is_dir():
+        raise CommandError("--box-names names the classes of YOLO txt files; COCO files name their own")
+    given = read_given_boxes(boxes, files, classes=args.box_classes, yolo_names=_box_names(args.box_names))
     inform(f"boxes: {given.count} for {len(given.by_file)} of {len(files)} images from {given.source}")
     if given.unmatched:
         shown = ", ".join(given.unmatched[:3]) + (
@@ -279,6 +294,20 @@ def _predict(
     if writer.skipped:
         print(f"skipped {len(writer.skipped)} unreadable files (listed above)", file=sys.stderr)
     return 0 if writer.processed else 1
+
+
+def _box_names(text: str | None) -> list[str] | None:
+    """``--box-names``: a data YAML's ``names``, or a comma-separated list."""
+    from maskrcnn.data.formats.yolo import read_class_names
+
+    if text is None:
+        return None
+    if text.lower().endswith((".yaml", ".yml")):
+        return read_class_names(Path(text))
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise CommandError(f"--box-names {text!r}: an empty name (give name0,name1,... or a data YAML)")
+    return names
 
 
 def _parse_classes(text: str | None) -> list[str] | None:

@@ -16,7 +16,9 @@ number of an image named by it (COCO's own ``000000397133.jpg`` is image 397133)
 
 Classes: a box's class is the model's class of the same name (exactly, else ignoring case) when the
 entry names it; otherwise its id read as the model's label (``category_id`` ``1..K``, as predict
-writes them; YOLO's 0-based class ``c`` is label ``c + 1``). A class that is not one of the model's
+writes them; YOLO's 0-based class ``c`` is label ``c + 1``). YOLO's txt files hold no names: give
+``yolo_names`` (the detector's classes, e.g. from its data YAML) to name its classes, and YOLO's class
+``c`` is then the model's class named ``yolo_names[c]``. A class that is not one of the model's
 (or every class, with ``classes="model"``) is left to the model: its most probable class for the box.
 """
 
@@ -128,10 +130,14 @@ class GivenBoxes:
 
 
 def read_given_boxes(
-    path: str | os.PathLike[str], files: Sequence[MediaFile], *, classes: BoxClasses = "given"
+    path: str | os.PathLike[str],
+    files: Sequence[MediaFile],
+    *,
+    classes: BoxClasses = "given",
+    yolo_names: Sequence[str] | None = None,
 ) -> GivenBoxes:
     """The boxes of ``path`` (COCO results or instances JSON, or a folder of YOLO txt files) for
-    ``files``.
+    ``files``; ``yolo_names``: the names of YOLO's classes ``0..``, in order (see the module docstring).
 
     Raises:
         DataError: a missing or unreadable file, or an entry that is not a box (naming the file, the
@@ -139,7 +145,7 @@ def read_given_boxes(
     """
     source = Path(path)
     if source.is_dir():
-        by_file, unmatched = _read_yolo(source, files)
+        by_file, unmatched = _read_yolo(source, files, yolo_names)
     elif source.is_file():
         by_file, unmatched = _read_coco(source, files)
     else:
@@ -256,7 +262,9 @@ def _score(value: Any, where: str) -> float | None:
     return float(value)
 
 
-def _read_yolo(folder: Path, files: Sequence[MediaFile]) -> tuple[dict[Path, ImageBoxes], list[str]]:
+def _read_yolo(
+    folder: Path, files: Sequence[MediaFile], names: Sequence[str] | None
+) -> tuple[dict[Path, ImageBoxes], list[str]]:
     """``<name>.txt`` (the file's output name: subfolders kept) or ``<stem>.txt`` per image."""
     texts = sorted(folder.rglob("*.txt"))
     if not texts:
@@ -274,12 +282,12 @@ def _read_yolo(folder: Path, files: Sequence[MediaFile]) -> tuple[dict[Path, Ima
         if text is None:
             continue
         used.add(text)
-        by_file[file.path] = _yolo_boxes(text)
+        by_file[file.path] = _yolo_boxes(text, names)
     unmatched = [f"{t.relative_to(folder)}" for t in texts if t not in used]
     return by_file, unmatched
 
 
-def _yolo_boxes(path: Path) -> ImageBoxes:
+def _yolo_boxes(path: Path, names: Sequence[str] | None) -> ImageBoxes:
     boxes = ImageBoxes(normalised=True)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -305,6 +313,11 @@ def _yolo_boxes(path: Path) -> ImageBoxes:
         cx, cy, w, h = values[:4]
         if w < 0 or h < 0:
             raise DataError(f"{where}: negative width or height: {line.strip()!r:.80}")
+        if names is not None and class_index >= len(names):
+            raise DataError(
+                f"{where}: class {class_index}, and the {len(names)} names given end at {len(names) - 1}"
+            )
         box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-        boxes.add(box, class_index + 1, None, values[4] if len(values) == 5 else None)
+        name = names[class_index] if names is not None else None
+        boxes.add(box, class_index + 1, name, values[4] if len(values) == 5 else None)
     return boxes

@@ -50,7 +50,7 @@ from maskrcnn.data.formats.keypoint_values import (
 from maskrcnn.data.image_io import is_image_file
 from maskrcnn.data.keypoints import KeypointSpec
 
-__all__ = ["YoloDataset", "label_path"]
+__all__ = ["YoloDataset", "label_path", "read_class_names"]
 
 
 def label_path(image: Path) -> Path:
@@ -61,6 +61,11 @@ def label_path(image: Path) -> Path:
             parts[k] = "labels"
             break
     return Path(*parts).with_suffix(".txt")
+
+
+def read_class_names(yaml_path: Path) -> list[str]:
+    """The class names of a YOLO data YAML, in index order (what YOLO's class ``c`` is called)."""
+    return _class_names(YoloDataset._read_yaml(yaml_path), yaml_path)
 
 
 def _class_names(data: dict[str, Any], source: Path) -> list[str]:
