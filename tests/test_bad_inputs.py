@@ -864,6 +864,105 @@ def _(d, ckpt):
     return [*check_coco(d, coco_dict(d)), "-o", "check_images=7"]
 
 
+# --- given boxes (predict --boxes) -----------------------------------------------------------------
+
+
+def boxes_case(name: str, code: int, *says: str) -> Callable[[Callable[[Path], Path]], None]:
+    """A case predicting on ``src/a.png`` with the ``--boxes`` the function writes."""
+
+    def register(write: Callable[[Path], Path]) -> None:
+        def setup(d: Path, ckpt: Path) -> list[str]:
+            save(d / "src" / "a.png", rgb())
+            return predict(d, ckpt, d / "src", "--boxes", str(write(d)))
+
+        CASES.append(Case(name, setup, code, says))
+
+    return register
+
+
+def dets(d: Path, entries: object) -> Path:
+    (d / "dets.json").write_text(json.dumps(entries))
+    return d / "dets.json"
+
+
+@boxes_case("boxes not JSON", 1, "dets.json")
+def _(d):
+    (d / "dets.json").write_text("[{'bbox': 1}")
+    return d / "dets.json"
+
+
+@boxes_case("boxes entry without a box", 1, "dets.json: entry 1", "bbox", "none")
+def _(d):
+    return dets(d, [{"file_name": "a.png", "bbox": [1, 1, 5, 5]}, {"file_name": "a.png", "bbox": None}])
+
+
+@boxes_case("boxes with a NaN", 1, "dets.json: entry 0", "nan")
+def _(d):
+    (d / "dets.json").write_text('[{"file_name": "a.png", "bbox": [1, NaN, 5, 5]}]')
+    return d / "dets.json"
+
+
+@boxes_case("boxes outside the image and empty ones", 0, "3 masks for given boxes")
+def _(d):
+    boxes = [[-20, -10, 30, 30], [60, 40, 100, 100], [10, 10, 0, 0]]
+    return dets(d, [{"file_name": "a.png", "bbox": b, "category_id": 1} for b in boxes])
+
+
+@boxes_case("boxes for no image of the source", 0, "0 masks for given boxes", "not in")
+def _(d):
+    return dets(d, [{"file_name": "elsewhere.png", "bbox": [1, 1, 5, 5]}])
+
+
+@boxes_case("YOLO boxes with a bad line", 1, "a.txt: line 2", "5 or 6 numbers")
+def _(d):
+    (d / "labels").mkdir()
+    (d / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5\n")
+    return d / "labels"
+
+
+# --- Open Images -----------------------------------------------------------------------------------
+
+
+def open_images(d: Path, rows: list[str]) -> list[str]:
+    """``check-data`` of a one-image Open Images download whose CSV has ``rows`` after the header."""
+    save(d / "train" / "0a1b2c3d4e5f6a7b.jpg", rgb())
+    mask = np.zeros((24, 32), np.uint8)
+    mask[4:20, 6:26] = 255
+    save(d / "masks" / "0a1b2c3d4e5f6a7b_m05zsy_1.png", Image.fromarray(mask))
+    (d / "class-descriptions-boxable.csv").write_text("/m/05zsy,Pumpkin\n/m/04yx4,Man\n")
+    header = "MaskPath,ImageID,LabelName,BoxID,BoxXMin,BoxXMax,BoxYMin,BoxYMax,PredictedIoU,Clicks"
+    csv = d / "train-annotations-object-segmentation.csv"
+    csv.write_text("\n".join([header, *rows]) + "\n")
+    return ["check-data", str(csv)]
+
+
+_PUMPKIN = "0a1b2c3d4e5f6a7b_m05zsy_1.png,0a1b2c3d4e5f6a7b,/m/05zsy,1,0.1,0.8,0.1,0.9,0.9,"
+
+
+@case("Open Images row with an unknown class", 1, "line 3", "/m/0zzzz")
+def _(d, ckpt):
+    return open_images(
+        d, [_PUMPKIN, "0a1b2c3d4e5f6a7b_m0zzzz_2.png,0a1b2c3d4e5f6a7b,/m/0zzzz,2,0,1,0,1,0.9,"]
+    )
+
+
+@case("Open Images row cut short", 1, "line 3", "fields")
+def _(d, ckpt):
+    return open_images(d, [_PUMPKIN, "0a1b2c3d4e5f6a7b_m05zsy_3.png,0a1b2c3d4e5f6a7b"])
+
+
+@case("Open Images mask that is no PNG", 1, "jpg: line 2: ", "m05zsy_1.png: cannot read mask")
+def _(d, ckpt):
+    argv = open_images(d, [_PUMPKIN])
+    (d / "masks" / "0a1b2c3d4e5f6a7b_m05zsy_1.png").write_text("not a picture")
+    return argv
+
+
+@case("Open Images class misspelt", 1, "pumpkins", "Pumpkin")
+def _(d, ckpt):
+    return [*open_images(d, [_PUMPKIN]), "-o", "classes=pumpkins"]
+
+
 # --- videos ----------------------------------------------------------------------------------------
 
 

@@ -134,7 +134,9 @@ def check_dataset(
             try:
                 _, target = dataset[index]
             except (DataError, ImageError) as e:
-                report.problems.append(Problem("error", report.source, ref, "", str(e)))
+                report.problems.append(
+                    Problem("error", report.source, ref, "", _unprefixed(str(e), report.source, ref))
+                )
                 continue
             crowd = target["iscrowd"].bool()
             report.crowd += int(crowd.sum())
@@ -182,3 +184,12 @@ def _check_keypoints(report: CheckReport, spec: KeypointSpec, target: Target, ke
                 f"{len(pairs)} visible keypoint(s) outside their object's box: {shown}{more}",
             )
         )
+
+
+def _unprefixed(message: str, source: str, ref: str) -> str:
+    """An item's error without the "source, image ref" it starts with when the reader named them (the
+    problem line names them itself)."""
+    prefix = f"{source}, image {ref}"
+    if message.startswith(prefix) and message[len(prefix) : len(prefix) + 2] in (", ", ": "):
+        return message[len(prefix) + 2 :]
+    return message

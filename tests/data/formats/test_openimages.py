@@ -178,7 +178,11 @@ def test_an_unreadable_mask_is_an_error_naming_it_when_read(tmp_path: Path, caps
         dataset[1]
     assert main(["check-data", "--format", "openimages", str(fixture.csv)]) == 1
     out = capsys.readouterr().out
-    assert f"image {IMAGES[1][0]}.jpg: {fixture.csv}, image {IMAGES[1][0]}.jpg, line 5:" in out
+    # The problem line names the CSV and the image once, then the line and the mask.
+    assert (
+        f"error: {fixture.csv}, image {IMAGES[1][0]}.jpg: line 5: {fixture.masks[3].path}: cannot read" in out
+    )
+    assert out.count(str(fixture.csv)) == 2  # the "dataset:" line and the problem
 
 
 def test_a_mask_left_empty_by_the_resize_is_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
