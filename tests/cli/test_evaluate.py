@@ -55,7 +55,7 @@ def test_evaluate_writes_the_report(tmp_path, checkpoint, capsys, one_thread):
     assert "mask" in printed
     assert "AP50" in printed
     assert str(out / "metrics.json") in printed
-    assert f"and per_class, results, pr_curve, confusion_matrix in {out}" in printed
+    assert f"and per_class, results, pr_curve, confusion_matrix, errors in {out}" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == ["bbox", "segm", "semantic"]
     assert list(metrics["semantic"]["IoU"]) == ["square", "circle", "triangle"]

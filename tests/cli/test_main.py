@@ -31,8 +31,8 @@ def test_every_command_is_declared_once_with_a_handler():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == [
-        "check-data", "convert", "convert-weights", "demo", "evaluate", "export", "info", "inspect",
-        "predict", "splash", "train", "weights",
+        "analyze", "check-data", "convert", "convert-weights", "demo", "evaluate", "export", "info",
+        "inspect", "predict", "splash", "train", "weights",
     ]  # fmt: skip
     for name, command in sub.choices.items():
         if name not in ("inspect", "weights"):  # families of their own: their actions have the handlers

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from maskrcnn import __version__
-from maskrcnn.cli import data, evaluate, export, info, predict, train, weights
+from maskrcnn.cli import analyze, data, evaluate, export, info, predict, train, weights
 from maskrcnn.cli.common import CommandError, print_error
 
 __all__ = ["build_parser", "main"]
 
 # In the order `maskrcnn --help` lists them.
-_FAMILIES = (info, data, train, evaluate, predict, export, weights)
+_FAMILIES = (info, data, train, evaluate, analyze, predict, export, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,7 +141,9 @@ def _names(names: list[str], shown: int = 8) -> str:
 def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     """``maskrcnn evaluate`` in one process of the run (``main``: the one that writes and prints)."""
     from maskrcnn.data.dataset import problem_lines
+    from maskrcnn.data.formats.coco import read_json
     from maskrcnn.engine.evaluation import evaluate, format_metrics, format_semantic, write_report
+    from maskrcnn.engine.evaluation.analysis import format_errors
     from maskrcnn.engine.precision import resolve_precision
     from maskrcnn.engine.tiling import TilingError, checkpoint_tiling
 
@@ -190,5 +192,10 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
     print(format_metrics(evaluation.metrics))
     if evaluation.semantic is not None:  # a model with masks
         print(format_semantic(evaluation.semantic.to_dict()))
-    print(f"wrote {paths['metrics.json']} and per_class, results, pr_curve, confusion_matrix in {args.out}")
+    for line in format_errors(read_json(paths["errors.json"], "the error report")):
+        print(line)
+    print(
+        f"wrote {paths['metrics.json']} and per_class, results, pr_curve, confusion_matrix, errors in "
+        f"{args.out}"
+    )
     return 0

@@ -80,6 +80,7 @@ class Evaluation:
             :func:`match_classes`).
         semantic: the class maps' pixel IoU (:mod:`~maskrcnn.engine.evaluation.semantic`), when asked
             for and the model gives masks; else ``None``.
+        ground_truth: the COCO ground truth scored against (a COCO instances dict; rank 0 only).
     """
 
     metrics: Metrics
@@ -94,6 +95,7 @@ class Evaluation:
     seconds: float = 0.0
     unscored: list[str] = field(default_factory=list)
     semantic: SemanticScores | None = None
+    ground_truth: dict[str, Any] | None = None
 
     @property
     def num_skipped(self) -> int:
@@ -362,7 +364,8 @@ def _gather_and_score(
     except Exception as e:
         distributed.broadcast_object(e, "sharing the evaluation")  # the others stop with it too
         raise
-    distributed.broadcast_object(dataclasses.replace(evaluation, results=[]), "sharing the evaluation")
+    shared = dataclasses.replace(evaluation, results=[], ground_truth=None)
+    distributed.broadcast_object(shared, "sharing the evaluation")
     return evaluation
 
 
@@ -439,4 +442,5 @@ def _score(
         seconds=time.perf_counter() - start,
         unscored=unscored,
         semantic=semantic,
+        ground_truth=ground_truth.to_dict("the ground truth of an evaluation by maskrcnn"),
     )

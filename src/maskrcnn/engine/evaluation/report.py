@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from maskrcnn.engine.evaluation.analysis import error_report, write_error_report
 from maskrcnn.engine.evaluation.coco import IOU_TYPES, metric_names
 from maskrcnn.io import atomic_write, write_json, write_text
 
@@ -40,6 +41,9 @@ REPORT_FILES = (
     "pr_curves.json",
     "pr_curve.png",
     "evaluation.json",
+    "ground_truth.json",
+    "errors.json",
+    "errors.png",
 )
 
 SECTION_TITLES = {"bbox": "box", "segm": "mask", "keypoints": "keypoint"}
@@ -235,7 +239,10 @@ def write_report(
     * ``results.json``: the COCO results (original category ids);
     * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
     * ``evaluation.json``: images evaluated, unreadable images left out, the dataset's classes the
-      model could not score, time.
+      model could not score, time;
+    * with the evaluation's ground truth: ``ground_truth.json`` (what the results were scored against,
+      so that ``maskrcnn analyze`` can redo the error report from the folder), ``errors.json`` and
+      ``errors.png`` (:mod:`~maskrcnn.engine.evaluation.analysis`).
 
     Args:
         class_names: names of labels 1..K (default: the evaluation's).
@@ -284,4 +291,19 @@ def write_report(
             "seconds": round(evaluation.seconds, 3),
         },
     )
+    if evaluation.ground_truth is None:
+        return {name: path for name, path in paths.items() if path.name not in _ERROR_FILES}
+    write_json(paths["ground_truth.json"], evaluation.ground_truth, indent=None)
+    report = error_report(
+        evaluation.ground_truth,
+        evaluation.results,
+        metrics,
+        evaluation.per_class,
+        evaluation.confusion.tolist(),
+        names,
+    )
+    write_error_report(report, out)
     return paths
+
+
+_ERROR_FILES = ("ground_truth.json", "errors.json", "errors.png")
