@@ -39,25 +39,28 @@ _WORST = 20
 _TITLES = {"bbox": "box", "segm": "mask"}
 
 
-def _object_mask(ann: Mapping[str, Any], iou_type: str, height: int, width: int) -> np.ndarray:
-    """bool ``[H, W]``: the annotation's mask (``segm``) or box."""
-    if iou_type == "segm":
-        counts = ann["segmentation"]["counts"]
-        rle = {
-            "size": ann["segmentation"]["size"],
-            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-        }
-        return mask_utils.decode(rle).astype(bool)
-    mask = np.zeros((height, width), dtype=bool)
-    x, y, w, h = (round(v) for v in ann["bbox"])
-    mask[max(y, 0) : y + h, max(x, 0) : x + w] = True
-    return mask
+def _box_region(ann: Mapping[str, Any], height: int, width: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the pixels of the annotation's box, inside the image."""
+    x, y, w, h = ann["bbox"]
+    x0, y0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
+    return x0, y0, max(min(int(np.ceil(x + w)), width), x0), max(min(int(np.ceil(y + h)), height), y0)
+
+
+def _object_crop(ann: Mapping[str, Any], iou_type: str, region: tuple[int, int, int, int]) -> np.ndarray:
+    """bool ``[y1 - y0, x1 - x0]``: the annotation's mask (``segm``) or box inside ``region``."""
+    x0, y0, x1, y1 = region
+    if iou_type != "segm":
+        return np.ones((y1 - y0, x1 - x0), dtype=bool)
+    counts = ann["segmentation"]["counts"]
+    size = ann["segmentation"]["size"]
+    rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_utils.decode(rle)[y0:y1, x0:x1].astype(bool)
 
 
 def _visibility(ground_truth: Mapping[str, Any], iou_type: str) -> dict[int, float]:
     """Per non-crowd annotation id, the share of its box that the other objects of its image do not
-    cover (by their masks with ``segm``, else their boxes). One image-sized count at a time: each mask
-    is decoded twice rather than all held at once."""
+    cover (by their masks with ``segm``, else their boxes). The work is the objects' boxes: one count
+    of the image's size, each mask decoded once and kept inside its box."""
     sizes = {image["id"]: (image["height"], image["width"]) for image in ground_truth["images"]}
     by_image: dict[int, list[Mapping[str, Any]]] = {}
     for ann in ground_truth["annotations"]:
@@ -70,17 +73,16 @@ def _visibility(ground_truth: Mapping[str, Any], iou_type: str) -> dict[int, flo
             visible[anns[0]["id"]] = 1.0
             continue
         cover = np.zeros((height, width), dtype=np.int32)
+        crops = []
         for ann in anns:
-            cover += _object_mask(ann, iou_type, height, width)
-        for ann in anns:
-            x, y, w, h = ann["bbox"]
-            x0, y0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
-            x1, y1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
-            if x1 <= x0 or y1 <= y0:
-                visible[ann["id"]] = 1.0
-                continue
-            own = _object_mask(ann, iou_type, height, width)[y0:y1, x0:x1]
-            visible[ann["id"]] = float((cover[y0:y1, x0:x1] - own == 0).mean())
+            region = _box_region(ann, height, width)
+            crop = _object_crop(ann, iou_type, region)
+            x0, y0, x1, y1 = region
+            cover[y0:y1, x0:x1] += crop
+            crops.append((region, crop))
+        for ann, ((x0, y0, x1, y1), crop) in zip(anns, crops, strict=True):
+            free = cover[y0:y1, x0:x1] - crop == 0
+            visible[ann["id"]] = float(free.mean()) if free.size else 1.0
     return visible
 
 
