@@ -104,3 +104,28 @@ def test_analyze_refuses_what_is_no_evaluation(evaluation, tmp_path, capsys):
     )
     assert main(["analyze", str(strays)]) == 1
     assert "results.json: image ids not in ground_truth.json: [999]" in capsys.readouterr().err
+
+
+def test_the_report_names_the_images_by_their_files(evaluation, tmp_path, capsys):
+    """A dataset of files: the ground truth and the worst images name each image by its path."""
+    data = tmp_path / "shapes.json"
+    assert (
+        main(
+            ["convert", "--from", "shapes", "-o", "count=2", "-o", "image_size=64", "--to", "coco", str(data)]
+        )
+        == 0
+    )
+    weights = evaluation.parent / "m.safetensors"
+    out = tmp_path / "eval"
+    assert (
+        main(
+            ["evaluate", "--weights", str(weights), "--data", str(data), "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    files = sorted(str(p) for p in (tmp_path / "shapes_images").iterdir())
+    ground_truth = json.loads((out / "ground_truth.json").read_text())
+    assert sorted(image["file_name"] for image in ground_truth["images"]) == files
+    worst = json.loads((out / "errors.json").read_text())["segm"]["worst_images"]
+    assert sorted(row["file_name"] for row in worst) == files  # both images have objects: both ranked

@@ -277,6 +277,8 @@ def _detect(
     from maskrcnn.engine import distributed
 
     ground_truth = CocoBuilder.for_dataset(dataset)
+    # The images' files, named in the ground truth (the error report lists images by them).
+    files = {int(i["image_id"]): str(i["path"]) for i in base_dataset(dataset).image_info if i.get("path")}
     results: list[Result] = []
     skipped: list[str] = []
     outputs: set[str] = set()
@@ -313,7 +315,7 @@ def _detect(
                             batch.images, batch.targets, image_ids, detections, strict=True
                         ):
                             h, w = (int(v) for v in image.shape[-2:])
-                            ground_truth.add(image_id, h, w, target)
+                            ground_truth.add(image_id, h, w, target, file_name=files.get(image_id))
                             if "keypoints" in found:
                                 outputs.add("keypoints")
                             if "masks" not in found and "roi_masks" not in found:
