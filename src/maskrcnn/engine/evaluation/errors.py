@@ -244,13 +244,14 @@ def _classify(
     objects = ~crowd
     same_iou = np.where(same & objects, ious, 0.0)
     other_iou = np.where(~same & objects, ious, 0.0)
-    if len(ious) and same_iou.max() >= FOREGROUND_IOU:
+    best_same, best_other = same_iou.max(initial=0.0), other_iou.max(initial=0.0)  # 0: no object
+    if best_same >= FOREGROUND_IOU:
         det.kind, det.target = "duplicate", gt_ids[int(np.argmax(same_iou))]
-    elif len(ious) and other_iou.max() >= FOREGROUND_IOU:
+    elif best_other >= FOREGROUND_IOU:
         det.kind, det.target = "classification", gt_ids[int(np.argmax(other_iou))]
-    elif len(ious) and same_iou.max() >= BACKGROUND_IOU:
+    elif best_same >= BACKGROUND_IOU:
         det.kind, det.target = "localisation", gt_ids[int(np.argmax(same_iou))]
-    elif len(ious) and other_iou.max() >= BACKGROUND_IOU:
+    elif best_other >= BACKGROUND_IOU:
         det.kind = "both"
     else:
         det.kind = "background"
