@@ -128,6 +128,30 @@ def test_each_error_lands_in_its_kind_and_its_oracle_gains_what_pycocotools_scor
     assert row["AP50"] == pytest.approx(base)  # one image: its AP is the dataset's
 
 
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_each_detection_and_object_has_the_iou_its_kind_was_decided_by(iou_type):
+    ground_truth, results = _ground_truth(), _results()
+    analysis = analyze_errors(ground_truth, results, iou_type=iou_type)
+    names = list(OBJECTS)
+    boxes = [OBJECTS[name][1] for name in names]
+    # pycocotools' IoU of every detection (rows) with every object (columns), in box terms (the masks
+    # are the boxes filled, so both types give the same numbers).
+    table = mask_utils.iou([d[2] for d in DETECTIONS], boxes, [0] * len(boxes))
+    # The object each detection's kind is about: d1 and d2 A, d3 C, d4 B, d7 B, d8 D; d5 and d6 the best.
+    about = {0: "A", 1: "A", 2: "C", 3: "B", 6: "B", 7: "D"}
+    for row, value in enumerate(analysis.detection_ious):
+        expected = table[row, names.index(about[row])] if row in about else table[row].max()
+        assert value == pytest.approx(expected, abs=1e-9), DETECTIONS[row][0]
+    assert analysis.detection_ious[5] == pytest.approx(table[5, names.index("A")])  # "both": A, 0.14
+    assert 0.1 <= analysis.detection_ious[5] < 0.5 and analysis.detection_ious[4] < 0.1
+    # Found objects: the IoU of the true positive; the others: the best any detection has with them.
+    found_by = {"A": 0, "B": 6, "D": 7}
+    for k, name in enumerate(names):
+        expected = table[found_by[name], k] if name in found_by else table[:, k].max()
+        assert analysis.object_ious[k + 1] == pytest.approx(expected, abs=1e-9), name
+    assert 0 < analysis.object_ious[5] < 0.1  # E, missed: only the corner of d4 (B's loc error) on it
+
+
 def test_a_localisation_error_on_an_object_not_found_becomes_a_true_positive():
     ground_truth = _ground_truth(names=("A", "B"))
     results = [r for r in _results() if r["category_id"] == 1 and r["bbox"] != [100, 100, 40, 40]]

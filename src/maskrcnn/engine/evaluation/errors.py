@@ -78,6 +78,7 @@ class _Detection:
     score: float
     kind: str = ""  # "tp", "ignored" or an error kind
     target: int | None = None  # the annotation index the error concerns (cls/loc/dup), or the TP's
+    iou: float = 0.0  # with the target, or (both, background) the best with any object
 
 
 @dataclass
@@ -93,6 +94,12 @@ class ErrorAnalysis:
             without objects or detections), ``detections``, ``objects`` and each kind's count.
         detection_kinds: per result (in the results' order), ``"tp"``, ``"ignored"``, an error kind, or
             ``""`` for one beyond an image's 100 best.
+        detection_ious: per result, the IoU its kind was decided by: with the object it found, took
+            twice, or was wrong about (``tp``, ``ignored``, ``duplicate``, ``classification``,
+            ``localisation``), else (``both``, ``background``) the best with any object; ``None`` for one
+            beyond an image's 100 best.
+        object_ious: per non-crowd annotation id, the IoU of the true positive that found it, or for an
+            object not found the best IoU any detection of its image has with it (0 without one).
         missed: the annotation ids of the missed objects.
         found: the annotation ids of the objects a true positive found.
     """
@@ -103,6 +110,8 @@ class ErrorAnalysis:
     counts: dict[str, int]
     per_image: dict[int, dict[str, Any]] = field(default_factory=dict)
     detection_kinds: list[str] = field(default_factory=list)
+    detection_ious: list[float | None] = field(default_factory=list)
+    object_ious: dict[int, float] = field(default_factory=dict)
     missed: list[int] = field(default_factory=list)
     found: list[int] = field(default_factory=list)
 
@@ -171,6 +180,7 @@ def analyze_errors(
 
     detections: list[_Detection] = []
     used: set[int] = set()  # annotations matched by a true positive
+    best_iou: dict[int, float] = {}  # per annotation index, the best IoU of any of its image's detections
     for image in ground_truth["images"]:
         image_id = image["id"]
         det_ids = sorted(by_image_det.get(image_id, []), key=lambda k: -results[k]["score"])
@@ -189,10 +199,20 @@ def analyze_errors(
             det = _Detection(k, image_id, results[k]["category_id"], float(results[k]["score"]))
             detections.append(det)
             _classify(det, ious[row], gt_ids, gt_category, crowd_mask, used)
+        for column, g in enumerate(gt_ids):
+            best_iou[g] = float(ious[:, column].max(initial=0.0))
 
     kinds = [""] * len(results)
+    det_ious: list[float | None] = [None] * len(results)
+    object_ious = {
+        annotations[g]["id"]: value for g, value in best_iou.items() if not annotations[g].get("iscrowd", 0)
+    }
     for det in detections:
         kinds[det.index] = det.kind
+        det_ious[det.index] = det.iou
+        if det.kind == "tp":
+            assert det.target is not None
+            object_ious[annotations[det.target]["id"]] = det.iou
     targeted = {det.target for det in detections if det.kind in ("classification", "localisation")}
     missed = [
         g
@@ -212,6 +232,8 @@ def analyze_errors(
         gains=gains,
         counts={kind: counts.get(kind, 0) for kind in ERROR_KINDS},
         detection_kinds=kinds,
+        detection_ious=det_ious,
+        object_ious=object_ious,
         missed=[annotations[g]["id"] for g in missed],
         found=sorted(annotations[g]["id"] for g in used),
     )
@@ -235,6 +257,7 @@ def _classify(
         if candidates.any():
             best = int(np.argmax(np.where(candidates, ious, -1.0)))
             if ious[best] >= FOREGROUND_IOU:
+                det.iou = float(ious[best])
                 if crowd[best]:
                     det.kind, det.target = "ignored", gt_ids[best]
                 else:
@@ -246,15 +269,14 @@ def _classify(
     other_iou = np.where(~same & objects, ious, 0.0)
     best_same, best_other = same_iou.max(initial=0.0), other_iou.max(initial=0.0)  # 0: no object
     if best_same >= FOREGROUND_IOU:
-        det.kind, det.target = "duplicate", gt_ids[int(np.argmax(same_iou))]
+        det.kind, det.target, det.iou = "duplicate", gt_ids[int(np.argmax(same_iou))], float(best_same)
     elif best_other >= FOREGROUND_IOU:
-        det.kind, det.target = "classification", gt_ids[int(np.argmax(other_iou))]
+        det.kind, det.target, det.iou = "classification", gt_ids[int(np.argmax(other_iou))], float(best_other)
     elif best_same >= BACKGROUND_IOU:
-        det.kind, det.target = "localisation", gt_ids[int(np.argmax(same_iou))]
-    elif best_other >= BACKGROUND_IOU:
-        det.kind = "both"
+        det.kind, det.target, det.iou = "localisation", gt_ids[int(np.argmax(same_iou))], float(best_same)
     else:
-        det.kind = "background"
+        det.kind = "both" if best_other >= BACKGROUND_IOU else "background"
+        det.iou = float(max(best_same, best_other))
 
 
 def _map(
