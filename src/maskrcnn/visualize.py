@@ -28,6 +28,7 @@ __all__ = [
     "loss_curve_figure",
     "random_colors",
     "to_pil",
+    "validation_history_figure",
 ]
 
 
@@ -319,4 +320,32 @@ def loss_curve_figure(history: Sequence[Mapping[str, Any]]) -> Any:
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    return figure
+
+
+def validation_history_figure(history: Sequence[Mapping[str, Any]]) -> Any:
+    """A matplotlib ``Figure`` of each validation's AP and AP50 (box, mask, keypoint) against the step,
+    from a run's log records; ``None`` without a validation that has metrics."""
+    val = [r for r in history if r.get("kind") == "validation" and r.get("metrics")]
+    if not val:
+        return None
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4), layout="tight")
+    ax = figure.subplots()
+    for iou_type, title in (("bbox", "box"), ("segm", "mask"), ("keypoints", "keypoint")):
+        for key, style in (("AP", "o-"), ("AP50", "s--")):
+            points = [
+                (r["step"], r["metrics"][iou_type][key])
+                for r in val
+                if r["metrics"].get(iou_type, {}).get(key) is not None
+            ]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=f"{title} {key}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation AP")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return figure

@@ -3,8 +3,9 @@
 Each command family is one module with ``add_parsers(subparsers)``, which declares its commands and sets
 each one's handler, ``run_<command>(args) -> int``: :mod:`~maskrcnn.cli.info`, :mod:`~maskrcnn.cli.data`
 (check-data, inspect, convert), :mod:`~maskrcnn.cli.train` (train, demo), :mod:`~maskrcnn.cli.evaluate`,
-:mod:`~maskrcnn.cli.predict` (predict, splash), :mod:`~maskrcnn.cli.weights` (weights list / download,
-convert-weights). :func:`main` turns every problem a handler raises into one
+:mod:`~maskrcnn.cli.analyze`, :mod:`~maskrcnn.cli.report` (the HTML report), :mod:`~maskrcnn.cli.predict`
+(predict, splash), :mod:`~maskrcnn.cli.weights` (weights list / download, convert-weights). :func:`main`
+turns every problem a handler raises into one
 ``error: ...`` line and exit code 1 (see :mod:`maskrcnn.cli.common`): no traceback reaches the user.
 
 ``-q`` / ``--quiet``, before or after the command, is handled here once for all of them: no progress bars
@@ -22,13 +23,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from maskrcnn import __version__
-from maskrcnn.cli import analyze, data, evaluate, export, info, predict, train, weights
+from maskrcnn.cli import analyze, data, evaluate, export, info, predict, report, train, weights
 from maskrcnn.cli.common import CommandError, print_error
 
 __all__ = ["build_parser", "main"]
 
 # In the order `maskrcnn --help` lists them.
-_FAMILIES = (info, data, train, evaluate, analyze, predict, export, weights)
+_FAMILIES = (info, data, train, evaluate, analyze, report, predict, export, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from maskrcnn.cli.common import (
     CommandError,
@@ -34,11 +36,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     inspect = sub.add_parser("inspect", help="pictures of data (and later, of models)")
     inspect_sub = inspect.add_subparsers(dest="what", metavar="WHAT", required=True)
     data = inspect_sub.add_parser(
-        "data", help="a grid of images with their ground-truth masks, boxes and class names"
+        "data",
+        help="a grid of images with their ground-truth masks, boxes and class names (PNG), or --html: "
+        "a page to browse every image",
     )
     add_data_arguments(data)
     data.add_argument("path", nargs="?", help="what the format reads")
-    data.add_argument("--out", required=True, help="the PNG to write")
+    data.add_argument("--out", help="the PNG to write (a grid of --count images)")
+    data.add_argument(
+        "--html",
+        metavar="DIR",
+        help="write DIR/index.html: every image with its instances (class filter, order by objects or "
+        "problems, full-size view), the per-class counts and check-data's problems, the images with "
+        "problems outlined; a self-contained folder to open in a browser",
+    )
     data.add_argument("--count", type=int, default=16, help="images in the grid (default 16)")
     data.add_argument("--columns", type=int, default=4)
     data.add_argument("--shuffle", action="store_true", help="random images instead of the first ones")
@@ -109,9 +120,18 @@ def run_check_data(args: argparse.Namespace) -> int:
 def run_inspect_data(args: argparse.Namespace) -> int:
     from maskrcnn.engine.inspect import anchor_picture, ground_truth_grid
 
+    if args.out is None and args.html is None:
+        raise CommandError("inspect data: give --out PICTURE.png, --html DIR, or both")
+    if args.anchors and args.out is None:
+        raise CommandError("--anchors draws beside the --out picture: give --out")
+    html_out = output_folder(args.html, "--html") if args.html is not None else None
     dataset = load_data(args.format, args.path, args.option)
     if len(dataset) == 0:
         raise CommandError("the dataset has no images")
+    if html_out is not None:
+        _dataset_html(dataset, html_out, args.path or args.format)
+    if args.out is None:
+        return 0
     grid, indices = ground_truth_grid(
         dataset, count=args.count, columns=args.columns, shuffle=args.shuffle, seed=args.seed
     )
@@ -124,6 +144,25 @@ def run_inspect_data(args: argparse.Namespace) -> int:
         )
         print(f"wrote {anchors_out} (anchors at the centre of each level, positive anchors green)")
     return 0
+
+
+def _dataset_html(dataset: Any, out: Path, source: str) -> None:
+    from maskrcnn.data.check import check_dataset
+    from maskrcnn.engine.viewer import dataset_report
+
+    report = check_dataset(dataset, source=source, progress=progress(len(dataset), "checking"))
+    index = dataset_report(
+        dataset,
+        out,
+        check=report,
+        title=f"maskrcnn inspect data: {source}",
+        progress=progress(len(dataset), "report"),
+    )
+    errors = len(report.errors)
+    print(
+        f"wrote {index} ({report.images} images, {sum(report.instances.values())} instances, {errors} errors "
+        f"and {len(report.warnings)} warnings): open it in a browser"
+    )
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -183,7 +184,14 @@ def _evaluate(args: argparse.Namespace, device: Any, *, main: bool) -> int:
         print(f"  error: {message}", file=sys.stderr)
     if evaluation.num_images == 0:
         raise CommandError("no image of the dataset could be read (listed above)")
-    paths = write_report(evaluation, args.out, dataset.class_names)
+    data = {
+        "format": args.format,
+        "path": None if args.data is None else os.path.abspath(args.data),
+        "options": list(args.option),
+        "run": None if args.run is None else os.path.abspath(args.run),
+        "split": args.split,
+    }
+    paths = write_report(evaluation, args.out, dataset.class_names, data=data)
     skipped = f", {evaluation.num_skipped} unreadable images left out" if evaluation.skipped else ""
     print(
         f"evaluated {evaluation.num_images} images{skipped} in {evaluation.seconds:.1f} s: "

@@ -226,7 +226,11 @@ def _save_figure(figure: Any, path: Path) -> None:
 
 
 def write_report(
-    evaluation: Evaluation, out_dir: str | os.PathLike[str], class_names: Sequence[str] | None = None
+    evaluation: Evaluation,
+    out_dir: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the evaluation's files (:data:`REPORT_FILES`) into ``out_dir`` (created), each atomically.
 
@@ -239,13 +243,16 @@ def write_report(
     * ``results.json``: the COCO results (original category ids);
     * ``confusion_matrix.json`` and ``confusion_matrix.png``; ``pr_curves.json`` and ``pr_curve.png``;
     * ``evaluation.json``: images evaluated, unreadable images left out, the dataset's classes the
-      model could not score, time;
+      model could not score, time, and ``data`` as given (how the dataset was read: ``maskrcnn report``
+      reads it again for the pictures of images without files);
     * with the evaluation's ground truth: ``ground_truth.json`` (what the results were scored against,
       so that ``maskrcnn analyze`` can redo the error report from the folder), ``errors.json`` and
       ``errors.png`` (:mod:`~maskrcnn.engine.evaluation.analysis`).
 
     Args:
         class_names: names of labels 1..K (default: the evaluation's).
+        data: how the dataset was read (``maskrcnn evaluate`` gives ``format``, ``path``, ``options``,
+            ``run``, ``split``); ``None``: not recorded.
 
     Returns:
         name -> path of each file written.
@@ -289,6 +296,7 @@ def write_report(
             "detections": len(evaluation.results),
             "classes_not_scored": evaluation.unscored,
             "seconds": round(evaluation.seconds, 3),
+            **({"data": dict(data)} if data is not None else {}),
         },
     )
     if evaluation.ground_truth is None:
