@@ -96,7 +96,10 @@ def _write_one(number: int, picture: Picture, out: Path) -> tuple[int, str, str]
         image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
         image.save(out / thumb, format="JPEG", quality=85)
     except (ImageError, OSError, ValueError) as e:  # Pillow's errors of damaged files are OSError
-        return number, f"cannot show the image: {e}"
+        text = str(e)
+        if isinstance(picture, Path) and str(picture) not in text:
+            text = f"{picture}: {text}"
+        return number, f"cannot show the image: {text}"
     return number, thumb, view
 
 
