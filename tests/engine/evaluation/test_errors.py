@@ -143,7 +143,8 @@ def test_each_detection_and_object_has_the_iou_its_kind_was_decided_by(iou_type)
         expected = table[row, names.index(about[row])] if row in about else table[row].max()
         assert value == pytest.approx(expected, abs=1e-9), DETECTIONS[row][0]
     assert analysis.detection_ious[5] == pytest.approx(table[5, names.index("A")])  # "both": A, 0.14
-    assert 0.1 <= analysis.detection_ious[5] < 0.5 and analysis.detection_ious[4] < 0.1
+    assert 0.1 <= analysis.detection_ious[5] < 0.5
+    assert analysis.detection_ious[4] < 0.1
     # Found objects: the IoU of the true positive; the others: the best any detection has with them.
     found_by = {"A": 0, "B": 6, "D": 7}
     for k, name in enumerate(names):
