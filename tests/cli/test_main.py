@@ -32,7 +32,7 @@ def test_every_command_is_declared_once_with_a_handler():
     sub = next(a for a in parser._actions if a.dest == "command")
     assert sorted(sub.choices) == [
         "analyze", "check-data", "convert", "convert-weights", "demo", "evaluate", "export", "info",
-        "inspect", "predict", "splash", "train", "weights",
+        "inspect", "predict", "report", "splash", "train", "weights",
     ]  # fmt: skip
     for name, command in sub.choices.items():
         if name not in ("inspect", "weights"):  # families of their own: their actions have the handlers

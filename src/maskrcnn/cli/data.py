@@ -21,6 +21,13 @@ from maskrcnn.io import atomic_write
 __all__ = ["add_parsers", "run_check_data", "run_convert", "run_inspect_data"]
 
 
+_HTML_HELP = (
+    "write DIR/index.html: every image with its instances (class filter, order by objects or problems, "
+    "full-size view), the per-class counts and check-data's problems, the images with problems outlined; "
+    "a self-contained folder to open in a browser"
+)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check-data",
@@ -43,13 +50,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(data)
     data.add_argument("path", nargs="?", help="what the format reads")
     data.add_argument("--out", help="the PNG to write (a grid of --count images)")
-    data.add_argument(
-        "--html",
-        metavar="DIR",
-        help="write DIR/index.html: every image with its instances (class filter, order by objects or "
-        "problems, full-size view), the per-class counts and check-data's problems, the images with "
-        "problems outlined; a self-contained folder to open in a browser",
-    )
+    data.add_argument("--html", metavar="DIR", help=_HTML_HELP)
     data.add_argument("--count", type=int, default=16, help="images in the grid (default 16)")
     data.add_argument("--columns", type=int, default=4)
     data.add_argument("--shuffle", action="store_true", help="random images instead of the first ones")

@@ -202,17 +202,7 @@ def analyze_errors(
         for column, g in enumerate(gt_ids):
             best_iou[g] = float(ious[:, column].max(initial=0.0))
 
-    kinds = [""] * len(results)
-    det_ious: list[float | None] = [None] * len(results)
-    object_ious = {
-        annotations[g]["id"]: value for g, value in best_iou.items() if not annotations[g].get("iscrowd", 0)
-    }
-    for det in detections:
-        kinds[det.index] = det.kind
-        det_ious[det.index] = det.iou
-        if det.kind == "tp":
-            assert det.target is not None
-            object_ious[annotations[det.target]["id"]] = det.iou
+    kinds, det_ious, object_ious = _outcomes(detections, annotations, best_iou, len(results))
     targeted = {det.target for det in detections if det.kind in ("classification", "localisation")}
     missed = [
         g
@@ -239,6 +229,25 @@ def analyze_errors(
     )
     analysis.per_image = _per_image(ground_truth, annotations, detections, categories, missed)
     return analysis
+
+
+def _outcomes(
+    detections: list[_Detection], annotations: list[Mapping[str, Any]], best_iou: dict[int, float], count: int
+) -> tuple[list[str], list[float | None], dict[int, float]]:
+    """Per result its kind and IoU (``""`` / ``None`` beyond an image's 100 best), and per non-crowd
+    annotation id the IoU of its true positive, else the best of any detection."""
+    kinds = [""] * count
+    det_ious: list[float | None] = [None] * count
+    object_ious = {
+        annotations[g]["id"]: value for g, value in best_iou.items() if not annotations[g].get("iscrowd", 0)
+    }
+    for det in detections:
+        kinds[det.index] = det.kind
+        det_ious[det.index] = det.iou
+        if det.kind == "tp":
+            assert det.target is not None
+            object_ious[annotations[det.target]["id"]] = det.iou
+    return kinds, det_ious, object_ious
 
 
 def _classify(

@@ -225,6 +225,19 @@ def _save_figure(figure: Any, path: Path) -> None:
 # The files
 
 
+def _evaluation_record(evaluation: Evaluation, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The contents of ``evaluation.json``."""
+    return {
+        "images": evaluation.num_images,
+        "skipped_images": evaluation.num_skipped,
+        "skipped": evaluation.skipped,
+        "detections": len(evaluation.results),
+        "classes_not_scored": evaluation.unscored,
+        "seconds": round(evaluation.seconds, 3),
+        **({"data": dict(data)} if data is not None else {}),
+    }
+
+
 def write_report(
     evaluation: Evaluation,
     out_dir: str | os.PathLike[str],
@@ -287,18 +300,7 @@ def write_report(
     _save_figure(_confusion_figure(evaluation, names), paths["confusion_matrix.png"])
     write_json(paths["pr_curves.json"], evaluation.pr_curves)
     _save_figure(_pr_figure(evaluation), paths["pr_curve.png"])
-    write_json(
-        paths["evaluation.json"],
-        {
-            "images": evaluation.num_images,
-            "skipped_images": evaluation.num_skipped,
-            "skipped": evaluation.skipped,
-            "detections": len(evaluation.results),
-            "classes_not_scored": evaluation.unscored,
-            "seconds": round(evaluation.seconds, 3),
-            **({"data": dict(data)} if data is not None else {}),
-        },
-    )
+    write_json(paths["evaluation.json"], _evaluation_record(evaluation, data))
     if evaluation.ground_truth is None:
         return {name: path for name, path in paths.items() if path.name not in _ERROR_FILES}
     write_json(paths["ground_truth.json"], evaluation.ground_truth, indent=None)
