@@ -171,7 +171,12 @@ const out = texts.slice(0, {len(masks)}).map((t) => {{
   return bits;
 }});
 const runs = texts.map((t) => MaskrcnnMasks.decodeRle(t));
-document.getElementById("out").textContent = JSON.stringify({{ out, runs }});
+// Enlarged twice (the full-size view of a small image): every target pixel of a source pixel painted.
+const big = MaskrcnnMasks.maskCanvas(texts[3], {height}, 2, {2 * width}, {2 * height}, [255, 0, 0]);
+const alpha = big.getContext("2d").getImageData(0, 0, {2 * width}, {2 * height}).data;
+let twice = "";
+for (let i = 3; i < alpha.length; i += 4) twice += alpha[i] ? "1" : "0";
+document.getElementById("out").textContent = JSON.stringify({{ out, runs, twice }});
 </script></body></html>""",
         encoding="utf-8",
     )
@@ -180,6 +185,8 @@ document.getElementById("out").textContent = JSON.stringify({{ out, runs }});
     for mask, bits in zip(masks, result["out"], strict=True):
         painted = np.array([c == "1" for c in bits]).reshape(height, width)  # row by row
         np.testing.assert_array_equal(painted, mask.astype(bool))
+    twice = np.array([c == "1" for c in result["twice"]]).reshape(2 * height, 2 * width)
+    np.testing.assert_array_equal(twice, np.kron(masks[3], np.ones((2, 2), np.uint8)).astype(bool))
     for m, runs in zip([*masks, big], result["runs"], strict=True):
         flat = m.flatten(order="F")
         assert sum(runs) == flat.size

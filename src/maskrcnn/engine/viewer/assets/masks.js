@@ -46,14 +46,19 @@
           const column = Math.floor(start / imageHeight);
           const y0 = start - column * imageHeight;
           const y1 = Math.min(imageHeight, y0 + (end - start));
-          const x = Math.min(width - 1, Math.floor(column * scale));
-          const ty1 = Math.min(height - 1, Math.floor((y1 - 1) * scale));
-          for (let ty = Math.min(height - 1, Math.floor(y0 * scale)); ty <= ty1; ty++) {
-            const o = (ty * width + x) * 4;
-            data[o] = color[0];
-            data[o + 1] = color[1];
-            data[o + 2] = color[2];
-            data[o + 3] = 255;
+          // Scaled up, a source pixel covers several target pixels: fill them all (no gaps).
+          const x0 = Math.min(width - 1, Math.floor(column * scale));
+          const x1 = Math.min(width - 1, Math.max(x0, Math.ceil((column + 1) * scale) - 1));
+          const ty0 = Math.min(height - 1, Math.floor(y0 * scale));
+          const ty1 = Math.min(height - 1, Math.max(ty0, Math.ceil(y1 * scale) - 1));
+          for (let x = x0; x <= x1; x++) {
+            for (let ty = ty0; ty <= ty1; ty++) {
+              const o = (ty * width + x) * 4;
+              data[o] = color[0];
+              data[o + 1] = color[1];
+              data[o + 2] = color[2];
+              data[o + 3] = 255;
+            }
           }
           start += y1 - y0;
         }
