@@ -71,6 +71,10 @@ def test_folders_that_are_not_evaluations_are_refused_by_name(tmp_path):
     (folder / "results.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="result 0 \\(image_id 999"):
         read_evaluation(folder)
+    del results[0]["score"]
+    (folder / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="result 0 has no score or bbox"):
+        read_evaluation(folder)
     (folder / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"metrics\.json: not valid JSON"):
         read_evaluation(folder)

@@ -96,6 +96,8 @@ def read_evaluation(folder: str | os.PathLike[str]) -> EvaluationFiles:
     images = {image["id"] for image in gt["images"]}
     categories = {c["id"] for c in gt["categories"]}
     for k, result in enumerate(files.results):
+        if not isinstance(result, dict) or not all(k in result for k in ("score", "bbox")):
+            raise ValueError(f"{folder / 'results.json'}: result {k} has no score or bbox: {result!r:.200}")
         if result.get("image_id") not in images or result.get("category_id") not in categories:
             raise ValueError(
                 f"{folder / 'results.json'}: result {k} (image_id {result.get('image_id')!r}, category_id "
